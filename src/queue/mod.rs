@@ -1,0 +1,123 @@
+//! The embedded, sled-backed SQS.
+//!
+//! A request passes through three layers that never reach past each other:
+//! the wire protocol ([`json`] or [`query`]) turns it into an action name and
+//! an input in the JSON protocol's shape; an action in [`cmd`] validates it
+//! and calls the [`store`]; the protocol renders the result. SigV4 is
+//! checked first, over the buffered body.
+
+mod background;
+pub mod cmd;
+pub mod error;
+mod json;
+pub mod md5;
+mod params;
+mod query;
+pub mod store;
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::config::Config;
+use crate::endpoint::sigv4::{MAX_BODY, Verifier};
+pub use error::{Code, SqsError};
+pub use store::commit::durability_stats;
+use store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The SQS service behind the endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct QueueService {
+    inner: Arc<Inner>,
+}
+
+/// What every action may need besides its input.
+pub struct Inner {
+    pub store: Arc<Store>,
+    verifier: Verifier,
+    pub account: String,
+    pub region: String,
+    /// Host for queue URLs when a request has no `Host` header.
+    fallback_host: String,
+    background: background::Background,
+}
+
+impl QueueService {
+    /// Opens the store under `data_dir/queue` and starts its background task.
+    pub fn open(config: &Config) -> Result<Self, QueueError> {
+        let arn_prefix = format!("arn:aws:sqs:{}:{}:", config.aws.region, config.aws.account_id);
+        let store = Arc::new(Store::open(&config.data_dir.join("queue"), arn_prefix)?);
+        let background = background::Background::start(Arc::downgrade(&store));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                verifier: Verifier::new(config.credentials()),
+                account: config.aws.account_id.clone(),
+                region: config.aws.region.clone(),
+                fallback_host: config.embedded_endpoint_url().trim_start_matches("http://").to_owned(),
+                background,
+            }),
+        })
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let is_json = req.headers().contains_key("x-amz-target")
+            || req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-amz-json"));
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(&self.inner.fallback_host)
+            .to_owned();
+        let (parts, body) = match self.inner.verifier.read_verified(req, MAX_BODY).await {
+            Ok((parts, body, _access_key)) => (parts, body),
+            Err(e) => {
+                let err = SqsError::from(&e);
+                return if is_json {
+                    json::respond(Err(err), &request_id)
+                } else {
+                    query::respond("", Err(err), &request_id)
+                };
+            }
+        };
+        let ctx = cmd::Ctx { svc: &self.inner, endpoint: format!("http://{host}"), path: parts.uri.path().to_owned() };
+        if is_json {
+            let result = match json::parse(&parts, &body) {
+                Ok((action, input)) => cmd::dispatch(&ctx, &action, input).await,
+                Err(e) => Err(e),
+            };
+            json::respond(result, &request_id)
+        } else {
+            match query::parse(&parts, &body) {
+                Ok((action, input)) => {
+                    let result = cmd::dispatch(&ctx, &action, input).await;
+                    query::respond(&action, result, &request_id)
+                }
+                Err(e) => query::respond("", Err(e), &request_id),
+            }
+        }
+    }
+
+    /// Stops the background task and flushes outstanding writes; called on
+    /// shutdown.
+    pub async fn close(&self) -> Result<(), QueueError> {
+        self.inner.background.stop().await;
+        let store = Arc::clone(&self.inner.store);
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| QueueError::Store(StoreError::Flush(e.to_string())))??;
+        Ok(())
+    }
+}

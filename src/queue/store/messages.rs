@@ -1,0 +1,297 @@
+//! The message lifecycle: send, receive (with redrive), delete, visibility
+//! changes, purge and counts. Each change is written to sled, then to the
+//! in-memory index, under the queue's lock, so both see changes in one order.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::model::{self, DedupEntry, Handle, MsgState, StoredMessage};
+use super::{Queue, Store, StoreError, now_ms};
+
+/// FIFO deduplication window.
+const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// The id a send was given (or, for a FIFO duplicate, the original's).
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub message_id: String,
+    pub sequence_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveOptions {
+    pub max: usize,
+    /// Overrides the queue's visibility timeout.
+    pub visibility_ms: Option<u64>,
+}
+
+/// One delivered message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message: StoredMessage,
+    pub handle: String,
+    pub receive_count: u32,
+    pub first_receive: u64,
+}
+
+impl Store {
+    /// Stores `msg` (sent now, visible after `delay_secs`). For FIFO queues a
+    /// deduplication id seen in the last five minutes returns the original.
+    pub fn send(&self, q: &Queue, mut msg: StoredMessage, delay_secs: u64) -> Result<SendOutcome, StoreError> {
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let now = now_ms();
+        if let Some(dedup_id) = &msg.dedup_id
+            && let Some(e) = st.dedup.get(dedup_id)
+            && e.expires > now
+        {
+            return Ok(SendOutcome { message_id: e.message_id.clone(), sequence_number: e.sequence_number.clone() });
+        }
+        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        msg.sent_at = now;
+        if st.settings.fifo {
+            msg.sequence_number = Some(format!("{seq:020}"));
+        }
+        let state = MsgState {
+            visible_at: now + delay_secs * 1000,
+            receive_count: 0,
+            first_receive: 0,
+            nonce: 0,
+            sent_at: now,
+            group: msg.group_id.as_deref().map(Arc::from),
+        };
+        let body = serde_json::to_vec(&msg).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(&model::body_key(q.id, seq)[..], body);
+        batch.insert(&model::state_key(q.id, seq)[..], state.encode());
+        let dedup = msg.dedup_id.as_ref().map(|id| {
+            let e = DedupEntry {
+                expires: now + DEDUP_WINDOW_MS,
+                message_id: msg.id.clone(),
+                sequence_number: msg.sequence_number.clone(),
+            };
+            (id.clone(), e)
+        });
+        if let Some((id, e)) = &dedup {
+            let v = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(model::dedup_key(q.id, id), v);
+        }
+        self.tree.apply_batch(batch)?;
+        st.insert(seq, state);
+        if let Some((id, e)) = dedup {
+            st.dedup.insert(id, e);
+        }
+        drop(st);
+        if delay_secs == 0 {
+            q.notify.notify_waiters();
+        }
+        Ok(SendOutcome { message_id: msg.id, sequence_number: msg.sequence_number })
+    }
+
+    /// Takes up to `opts.max` receivable messages, making them invisible.
+    /// Messages received `maxReceiveCount` times already go to the
+    /// dead-letter queue instead. Also returns when the next message becomes
+    /// receivable, so a long poll knows how long it may sleep.
+    pub fn receive(&self, q: &Queue, opts: ReceiveOptions) -> Result<(Vec<Received>, Option<u64>), StoreError> {
+        let dlq = {
+            let st = q.lock();
+            st.settings.redrive.clone()
+        }
+        .and_then(|(name, max)| Some((self.queue(&name)?, max)))
+        .filter(|(dlq, _)| dlq.id != q.id);
+
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let now = now_ms();
+        let candidates = if st.settings.fifo { fifo_candidates(&st, now, opts.max) } else { ready(&st, now, opts.max) };
+        let visibility = opts.visibility_ms.unwrap_or(st.settings.visibility_ms);
+        let mut out = Vec::with_capacity(candidates.len());
+        let mut moved = Vec::new();
+        for seq in candidates {
+            if out.len() >= opts.max {
+                break;
+            }
+            let Some(mut state) = st.msgs.get(&seq).cloned() else { continue };
+            let body = self.tree.get(model::body_key(q.id, seq))?;
+            let Some(body) = body else {
+                // An index entry without a body cannot be delivered; drop it.
+                st.remove(seq);
+                continue;
+            };
+            let mut message: StoredMessage =
+                serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Some((dlq, max)) = &dlq
+                && state.receive_count >= *max
+            {
+                message.dlq_source_arn = Some(format!("{}{}", self.arn_prefix, q.name));
+                let new_seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = serde_json::to_vec(&message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let moved_state = MsgState { visible_at: now, ..state.clone() };
+                let mut batch = sled::Batch::default();
+                batch.remove(&model::body_key(q.id, seq)[..]);
+                batch.remove(&model::state_key(q.id, seq)[..]);
+                batch.insert(&model::body_key(dlq.id, new_seq)[..], body);
+                batch.insert(&model::state_key(dlq.id, new_seq)[..], moved_state.encode());
+                self.tree.apply_batch(batch)?;
+                st.remove(seq);
+                moved.push((new_seq, moved_state));
+                continue;
+            }
+            st.remove(seq);
+            state.receive_count += 1;
+            if state.first_receive == 0 {
+                state.first_receive = now;
+            }
+            state.nonce = self.next_nonce();
+            state.visible_at = now + visibility;
+            self.tree.insert(model::state_key(q.id, seq), state.encode())?;
+            let handle = Handle { qid: q.id, seq, nonce: state.nonce }.encode();
+            out.push(Received {
+                message,
+                handle,
+                receive_count: state.receive_count,
+                first_receive: state.first_receive,
+            });
+            st.insert(seq, state);
+        }
+        let next_wake = st.by_visible.iter().find(|(at, _)| *at > now).map(|(at, _)| *at);
+        drop(st);
+        if let (Some((dlq, _)), false) = (&dlq, moved.is_empty()) {
+            let mut d = dlq.lock();
+            if !d.deleted {
+                for (seq, state) in moved {
+                    d.insert(seq, state);
+                }
+            }
+            drop(d);
+            dlq.notify.notify_waiters();
+        }
+        Ok((out, next_wake))
+    }
+
+    fn check_handle(q: &Queue, handle: &str) -> Result<Handle, StoreError> {
+        match Handle::decode(handle) {
+            Some(h) if h.qid == q.id => Ok(h),
+            _ => Err(StoreError::InvalidHandle(handle.to_owned())),
+        }
+    }
+
+    /// Deletes the message `handle` names; a handle of a message already
+    /// gone succeeds without effect. AWS says a handle of an earlier receive
+    /// "might not" delete; here it always does, so an acknowledged delete
+    /// is never undone by a redelivery that raced it.
+    pub fn delete(&self, q: &Queue, handle: &str) -> Result<bool, StoreError> {
+        let h = Self::check_handle(q, handle)?;
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        if !st.msgs.contains_key(&h.seq) {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(&model::body_key(q.id, h.seq)[..]);
+        batch.remove(&model::state_key(q.id, h.seq)[..]);
+        self.tree.apply_batch(batch)?;
+        st.remove(h.seq);
+        drop(st);
+        // A FIFO group may have been waiting on this message.
+        q.notify.notify_waiters();
+        Ok(true)
+    }
+
+    /// Makes an in-flight message visible again after `secs`.
+    pub fn change_visibility(&self, q: &Queue, handle: &str, secs: u64) -> Result<(), StoreError> {
+        let h = Self::check_handle(q, handle)?;
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let now = now_ms();
+        let mut state = match st.msgs.get(&h.seq) {
+            Some(m) if m.nonce == h.nonce => m.clone(),
+            _ => return Err(StoreError::NotAvailable(handle.to_owned())),
+        };
+        if !state.in_flight(now) {
+            return Err(StoreError::NotInflight);
+        }
+        st.remove(h.seq);
+        state.visible_at = now + secs * 1000;
+        let written = self.tree.insert(model::state_key(q.id, h.seq), state.encode());
+        st.insert(h.seq, state);
+        written?;
+        drop(st);
+        if secs == 0 {
+            q.notify.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Deletes every message in the queue.
+    pub fn purge(&self, q: &Queue) -> Result<(), StoreError> {
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let mut batch = sled::Batch::default();
+        for &seq in st.msgs.keys() {
+            batch.remove(&model::body_key(q.id, seq)[..]);
+            batch.remove(&model::state_key(q.id, seq)[..]);
+        }
+        self.tree.apply_batch(batch)?;
+        st.msgs.clear();
+        st.by_visible.clear();
+        st.last_purge = Some(now_ms());
+        Ok(())
+    }
+
+    /// `(visible, in flight, delayed)` right now.
+    pub fn counts(&self, q: &Queue) -> Result<(usize, usize, usize), StoreError> {
+        let st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let now = now_ms();
+        let (mut inflight, mut delayed) = (0, 0);
+        for (_, seq) in st.by_visible.range((now + 1, 0)..) {
+            match st.msgs.get(seq) {
+                Some(m) if m.receive_count > 0 => inflight += 1,
+                Some(_) => delayed += 1,
+                None => {}
+            }
+        }
+        Ok((st.msgs.len() - inflight - delayed, inflight, delayed))
+    }
+}
+
+/// Standard queue: the receivable messages with the earliest deadlines.
+fn ready(st: &super::QueueState, now: u64, max: usize) -> Vec<u64> {
+    // Extra candidates make up for ones a redrive takes away.
+    st.by_visible.range(..(now + 1, 0)).take(max * 2).map(|&(_, seq)| seq).collect()
+}
+
+/// FIFO queue: messages in order, skipping every group that has a message in
+/// flight or a message not yet visible ahead of the rest.
+fn fifo_candidates(st: &super::QueueState, now: u64, max: usize) -> Vec<u64> {
+    let mut blocked: HashSet<Option<Arc<str>>> =
+        st.msgs.values().filter(|m| m.in_flight(now)).map(|m| m.group.clone()).collect();
+    let mut out = Vec::new();
+    for (&seq, m) in &st.msgs {
+        if out.len() >= max * 2 {
+            break;
+        }
+        if blocked.contains(&m.group) {
+            continue;
+        }
+        if m.visible_at > now {
+            blocked.insert(m.group.clone());
+            continue;
+        }
+        out.push(seq);
+    }
+    out
+}

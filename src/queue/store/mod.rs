@@ -1,0 +1,357 @@
+//! The queue store: sled on disk, an index in memory.
+//!
+//! sled holds every queue and message (see [`model`] for the layout); memory
+//! holds, per queue, just enough to pick the next messages to deliver without
+//! touching disk: visibility deadlines, receive counts, FIFO groups. The index
+//! is rebuilt from sled at start. Writes go to sled first, then the index;
+//! callers that acknowledge a change wait on [`Store::durable`].
+
+pub mod commit;
+mod messages;
+pub mod model;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+pub use messages::{ReceiveOptions, Received, SendOutcome};
+use model::{DedupEntry, MsgState, QueueMeta, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("flush failed: {0}")]
+    Flush(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("cannot start the commit thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the store is closed")]
+    Closed,
+    #[error("queue does not exist")]
+    NoQueue,
+    #[error("invalid receipt handle {0}")]
+    InvalidHandle(String),
+    #[error("message {0} not available")]
+    NotAvailable(String),
+    #[error("message not in flight")]
+    NotInflight,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One queue: its settings and its in-memory index. `notify` wakes long
+/// polls when a message may have become receivable.
+#[derive(Debug)]
+pub struct Queue {
+    pub name: String,
+    pub id: u64,
+    pub notify: Notify,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug)]
+pub struct QueueState {
+    pub meta: QueueMeta,
+    pub settings: Settings,
+    /// Every stored message by sequence number (the queue's order).
+    msgs: BTreeMap<u64, MsgState>,
+    /// `(visible_at, seq)`: the receivable ones are a prefix.
+    by_visible: BTreeSet<(u64, u64)>,
+    dedup: HashMap<String, DedupEntry>,
+    pub last_purge: Option<u64>,
+    deleted: bool,
+}
+
+impl QueueState {
+    fn new(meta: QueueMeta) -> Self {
+        let settings = Settings::from_attributes(&meta.attributes);
+        Self {
+            meta,
+            settings,
+            msgs: BTreeMap::new(),
+            by_visible: BTreeSet::new(),
+            dedup: HashMap::new(),
+            last_purge: None,
+            deleted: false,
+        }
+    }
+
+    fn insert(&mut self, seq: u64, state: MsgState) {
+        self.by_visible.insert((state.visible_at, seq));
+        self.msgs.insert(seq, state);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<MsgState> {
+        let state = self.msgs.remove(&seq)?;
+        self.by_visible.remove(&(state.visible_at, seq));
+        Some(state)
+    }
+}
+
+impl Queue {
+    fn new(meta: QueueMeta) -> Self {
+        Self { name: meta.name.clone(), id: meta.id, notify: Notify::new(), state: Mutex::new(QueueState::new(meta)) }
+    }
+
+    /// Locks the index; a panic elsewhere never makes the queue unusable.
+    pub fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The queue's metadata, or `NoQueue` once deleted.
+    pub fn meta(&self) -> Result<(QueueMeta, Settings), StoreError> {
+        let st = self.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        Ok((st.meta.clone(), st.settings.clone()))
+    }
+}
+
+/// What [`Store::create_queue`] found.
+#[derive(Debug)]
+pub enum Created {
+    New,
+    /// A queue of that name exists; the caller compares attributes.
+    Existing(Arc<Queue>),
+}
+
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    queues: RwLock<BTreeMap<String, Arc<Queue>>>,
+    committer: commit::Committer,
+    /// Sequence numbers are global so a redrive can number a message for
+    /// its new queue without taking that queue's lock.
+    next_seq: AtomicU64,
+    next_nonce: AtomicU64,
+    /// `arn:aws:sqs:REGION:ACCOUNT:`, for DeadLetterQueueSourceArn.
+    arn_prefix: String,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir` and rebuilds the index.
+    /// A previous instance in this process may still be letting go of the
+    /// database's lock file, so a lock failure is retried for a while.
+    pub fn open(dir: &Path, arn_prefix: String) -> Result<Self, StoreError> {
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).flush_every_ms(Some(200)).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if attempts < 100 && e.kind() == std::io::ErrorKind::WouldBlock => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(sled::Error::Io(e)) if attempts < 100 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let tree = db.open_tree("sqs")?;
+        let committer = commit::Committer::start(db.clone())?;
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        let store = Store {
+            db,
+            tree,
+            queues: RwLock::new(BTreeMap::new()),
+            committer,
+            next_seq: AtomicU64::new(1),
+            next_nonce: AtomicU64::new(u64::from_le_bytes(seed) >> 1),
+            arn_prefix,
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    fn load(&self) -> Result<(), StoreError> {
+        let mut by_id: HashMap<u64, QueueState> = HashMap::new();
+        for item in self.tree.scan_prefix(b"q") {
+            let (_, v) = item?;
+            let meta: QueueMeta = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            by_id.insert(meta.id, QueueState::new(meta));
+        }
+        let mut max_seq = 0;
+        let mut orphans = sled::Batch::default();
+        for item in self.tree.scan_prefix(b"s") {
+            let (k, v) = item?;
+            let Some((qid, seq)) = model::split_message_key(&k) else { continue };
+            max_seq = max_seq.max(seq);
+            match (by_id.get_mut(&qid), MsgState::decode(&v)) {
+                (Some(q), Some(state)) => q.insert(seq, state),
+                _ => {
+                    // A message of a deleted queue, left by a crash mid-delete.
+                    orphans.remove(&*k);
+                    orphans.remove(&model::body_key(qid, seq)[..]);
+                }
+            }
+        }
+        let now = now_ms();
+        for item in self.tree.scan_prefix(b"d") {
+            let (k, v) = item?;
+            let Some(qid) = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { continue };
+            let entry: Option<DedupEntry> = serde_json::from_slice(&v).ok();
+            match (by_id.get_mut(&qid), entry) {
+                (Some(q), Some(e)) if e.expires > now => {
+                    let id = String::from_utf8_lossy(&k[9..]).into_owned();
+                    q.dedup.insert(id, e);
+                }
+                _ => orphans.remove(&*k),
+            }
+        }
+        self.tree.apply_batch(orphans)?;
+        self.next_seq.store(max_seq + 1, Ordering::SeqCst);
+        let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
+        for (_, st) in by_id {
+            let q = Queue::new(st.meta.clone());
+            *q.lock() = st;
+            queues.insert(q.name.clone(), Arc::new(q));
+        }
+        Ok(())
+    }
+
+    /// Waits until everything written so far is on disk (group commit).
+    pub async fn durable(&self, messages: u64) -> Result<(), StoreError> {
+        self.committer.durable(messages).await
+    }
+
+    /// Flushes synchronously; for shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    /// Every queue, by name.
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Creates `name` with `attributes` (defaults filled in by the caller)
+    /// unless it exists.
+    pub fn create_queue(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Created, StoreError> {
+        let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = queues.get(name) {
+            return Ok(Created::Existing(Arc::clone(q)));
+        }
+        let now = now_ms() / 1000;
+        let meta = QueueMeta {
+            id: self.db.generate_id()?,
+            name: name.to_owned(),
+            attributes,
+            tags,
+            created: now,
+            modified: now,
+        };
+        self.write_meta(&meta)?;
+        queues.insert(name.to_owned(), Arc::new(Queue::new(meta)));
+        Ok(Created::New)
+    }
+
+    fn write_meta(&self, meta: &QueueMeta) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.tree.insert(model::queue_key(&meta.name), v)?;
+        Ok(())
+    }
+
+    /// Changes a queue's metadata under its lock and persists it.
+    pub fn update_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let mut meta = st.meta.clone();
+        change(&mut meta);
+        meta.modified = now_ms() / 1000;
+        self.write_meta(&meta)?;
+        st.settings = Settings::from_attributes(&meta.attributes);
+        st.meta = meta;
+        drop(st);
+        // A shorter delay or visibility may have made messages receivable.
+        q.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Deletes the queue and every message in it.
+    pub fn delete_queue(&self, q: &Queue) -> Result<(), StoreError> {
+        let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
+        let mut st = q.lock();
+        if st.deleted {
+            return Err(StoreError::NoQueue);
+        }
+        let mut batch = sled::Batch::default();
+        batch.remove(model::queue_key(&q.name));
+        for &seq in st.msgs.keys() {
+            batch.remove(&model::body_key(q.id, seq)[..]);
+            batch.remove(&model::state_key(q.id, seq)[..]);
+        }
+        for id in st.dedup.keys() {
+            batch.remove(model::dedup_key(q.id, id));
+        }
+        self.tree.apply_batch(batch)?;
+        st.deleted = true;
+        st.msgs.clear();
+        st.by_visible.clear();
+        queues.remove(&q.name);
+        drop(st);
+        q.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// Drops messages past their retention period and expired FIFO
+    /// deduplication ids. Run by the background task.
+    pub fn expire(&self, now: u64) -> Result<usize, StoreError> {
+        let mut dropped = 0;
+        for q in self.queues() {
+            let mut st = q.lock();
+            let retention = st.settings.retention_ms;
+            let old: Vec<u64> =
+                st.msgs.iter().filter(|(_, m)| m.sent_at + retention <= now).map(|(&seq, _)| seq).collect();
+            let stale: Vec<String> =
+                st.dedup.iter().filter(|(_, e)| e.expires <= now).map(|(k, _)| k.clone()).collect();
+            if old.is_empty() && stale.is_empty() {
+                continue;
+            }
+            let mut batch = sled::Batch::default();
+            for &seq in &old {
+                batch.remove(&model::body_key(q.id, seq)[..]);
+                batch.remove(&model::state_key(q.id, seq)[..]);
+            }
+            for id in &stale {
+                batch.remove(model::dedup_key(q.id, id));
+            }
+            self.tree.apply_batch(batch)?;
+            for seq in old {
+                st.remove(seq);
+                dropped += 1;
+            }
+            for id in stale {
+                st.dedup.remove(&id);
+            }
+        }
+        Ok(dropped)
+    }
+
+    fn next_nonce(&self) -> u64 {
+        self.next_nonce.fetch_add(1, Ordering::Relaxed)
+    }
+}
