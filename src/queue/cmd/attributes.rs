@@ -71,7 +71,7 @@ fn bad_value(name: &str, reason: &str) -> SqsError {
 /// Checks one settable attribute and returns its canonical spelling
 /// (`None`: the empty value that clears it).
 pub fn normalize(ctx: &Ctx<'_>, name: &str, value: &str, fifo: bool) -> Result<Option<String>, SqsError> {
-    if !SETTABLE.contains(&name) && !(fifo && FIFO_ONLY.contains(&name)) {
+    if !(SETTABLE.contains(&name) || (fifo && FIFO_ONLY.contains(&name))) {
         return Err(SqsError::new(Code::InvalidAttributeName, format!("Unknown Attribute {name}.")));
     }
     let range = |lo: u64, hi: u64| -> Result<Option<String>, SqsError> {
