@@ -1,0 +1,82 @@
+//! Who may do what: every signed request (s3s has already verified the
+//! signature against the configured key pairs) may do anything; an
+//! anonymous one may only read objects of the public bucket.
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::path::S3Path;
+use s3s::{S3Result, s3_error};
+
+pub struct PublicReads {
+    pub public_bucket: String,
+}
+
+impl PublicReads {
+    fn allows_anonymous(&self, op: &str, path: &S3Path) -> bool {
+        matches!(op, "GetObject" | "HeadObject")
+            && matches!(path, S3Path::Object { bucket, .. } if **bucket == *self.public_bucket)
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for PublicReads {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        refuse_oversized_xml(cx)?;
+        if cx.credentials().is_some() || self.allows_anonymous(cx.s3_op().name(), cx.s3_path()) {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Access Denied"))
+        }
+    }
+}
+
+/// s3s buffers the XML body of non-streaming operations (DeleteObjects,
+/// CompleteMultipartUpload, ...) up to `xml_max_body_size` but reports an
+/// overflow as `InternalError`. This hook runs before that read, so a
+/// declared oversized body is refused here with AWS's own code.
+fn refuse_oversized_xml(cx: &S3AccessContext<'_>) -> S3Result<()> {
+    const STREAMING: [&str; 3] = ["PutObject", "UploadPart", "PostObject"];
+    let limit = s3s::config::S3Config::default().xml_max_body_size as u64;
+    let declared = cx
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > limit && !STREAMING.contains(&cx.s3_op().name()) => {
+            Err(s3_error!(MaxMessageLengthExceeded, "Your request was too big."))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The configured key pairs. Unlike s3s's `SimpleAuth` (which answers
+/// `NotSignedUp`), an unknown key gets AWS's `InvalidAccessKeyId`.
+pub struct KeyPairs(pub std::collections::HashMap<String, String>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for KeyPairs {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        match self.0.get(access_key) {
+            Some(secret) => Ok(secret.clone().into()),
+            None => {
+                Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_object_reads_of_the_public_bucket() {
+        let gate = PublicReads { public_bucket: "pub".into() };
+        let obj = |b: &str| S3Path::Object { bucket: b.into(), key: "k".into() };
+        assert!(gate.allows_anonymous("GetObject", &obj("pub")));
+        assert!(gate.allows_anonymous("HeadObject", &obj("pub")));
+        assert!(!gate.allows_anonymous("GetObject", &obj("private")));
+        assert!(!gate.allows_anonymous("PutObject", &obj("pub")));
+        assert!(!gate.allows_anonymous("ListObjects", &S3Path::Bucket { bucket: "pub".into() }));
+    }
+}

@@ -1,0 +1,152 @@
+//! The one `impl s3s::S3`: routes each operation to its family module.
+//! Operations not listed answer `NotImplemented` (the trait's default).
+
+use std::sync::Arc;
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use super::meta::ObjectMeta;
+use super::store::Store;
+use super::{buckets, listing, multipart, objects};
+
+pub struct S3Api {
+    pub store: Arc<Store>,
+    pub region: String,
+    pub account_id: String,
+}
+
+impl S3Api {
+    /// `NoSuchBucket` unless the bucket exists.
+    pub fn require_bucket(&self, bucket: &str) -> S3Result<()> {
+        if self.store.bucket_exists(bucket)? {
+            Ok(())
+        } else {
+            Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+        }
+    }
+
+    /// The object's record and inline bytes, or `NoSuchKey` / `NoSuchBucket`.
+    pub fn load_object(&self, bucket: &str, key: &str) -> S3Result<(ObjectMeta, bytes::Bytes)> {
+        match self.store.get_object(bucket, key)? {
+            Some(found) => Ok(found),
+            None => {
+                self.require_bucket(bucket)?;
+                Err(s3_error!(NoSuchKey, "The specified key does not exist."))
+            }
+        }
+    }
+
+    /// Everything here belongs to the one configured account.
+    pub fn owner(&self) -> Owner {
+        Owner { id: Some(self.account_id.clone()), display_name: Some("crunchbox".into()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for S3Api {
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        buckets::create(self, req).await
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        buckets::head(self, req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        buckets::location(self, req).await
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        buckets::delete(self, req).await
+    }
+
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        buckets::list(self, req).await
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        objects::put(self, req).await
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        objects::get(self, req).await
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        objects::head(self, req).await
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        objects::delete(self, req).await
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        objects::delete_many(self, req).await
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        objects::copy(self, req).await
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        listing::list_v1(self, req).await
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        listing::list_v2(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        listing::list_versions(self, req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create(self, req).await
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(self, req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(self, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete(self, req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort(self, req).await
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(self, req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(self, req).await
+    }
+}

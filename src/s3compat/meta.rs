@@ -1,0 +1,197 @@
+//! What the store keeps about buckets, objects, uploads and parts, and how
+//! it is laid out in sled.
+//!
+//! Object keys are opaque bytes to the store: they only ever become sled
+//! keys (`bucket NUL key`), never paths. Blob files are named by a random id.
+
+use s3s::dto::{self, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+
+/// A bucket's record (`buckets` tree, keyed by name).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketMeta {
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// The standard headers and user metadata stored with an object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Attrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect_location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<dto::Metadata>,
+}
+
+/// Full-object checksums (base64), as sent by the client and verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksums {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl From<dto::Checksum> for Checksums {
+    fn from(c: dto::Checksum) -> Self {
+        Self {
+            crc32: c.checksum_crc32,
+            crc32c: c.checksum_crc32c,
+            crc64nvme: c.checksum_crc64nvme,
+            sha1: c.checksum_sha1,
+            sha256: c.checksum_sha256,
+        }
+    }
+}
+
+/// An object's record (`objects` tree, keyed by `bucket NUL key`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Hex MD5 (or `md5-of-md5s-N` for multipart), without quotes.
+    pub etag: String,
+    /// Last modification, Unix milliseconds.
+    pub modified_ms: i64,
+    /// The blob file holding the bytes; `None` when they are stored inline
+    /// in the same sled value (small objects: one durable write, no files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    #[serde(default)]
+    pub attrs: Attrs,
+    #[serde(default)]
+    pub checksums: Checksums,
+    /// Number of parts when the object was assembled by multipart upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+}
+
+/// An in-progress multipart upload (`uploads` tree, keyed by upload id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadMeta {
+    pub bucket: String,
+    pub key: String,
+    pub initiated_ms: i64,
+    #[serde(default)]
+    pub attrs: Attrs,
+}
+
+/// One uploaded part (`parts` tree, keyed by `upload_id NUL part_number(BE)`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartMeta {
+    pub size: u64,
+    pub etag: String,
+    /// Raw MD5 of the part, for the multipart ETag.
+    pub md5: String,
+    pub modified_ms: i64,
+    pub blob: String,
+    #[serde(default)]
+    pub checksums: Checksums,
+}
+
+pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The sled key prefix under which all of a bucket's objects sort.
+pub fn bucket_prefix(bucket: &str) -> Vec<u8> {
+    object_key(bucket, "")
+}
+
+pub fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(upload_id.len() + 5);
+    k.extend_from_slice(upload_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&part_number.to_be_bytes());
+    k
+}
+
+pub fn parts_prefix(upload_id: &str) -> Vec<u8> {
+    let mut k = upload_id.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// Object values are `[u32 json length][json][inline bytes]`, so a small
+/// object's bytes travel in the same atomic, durable sled write as its record.
+pub fn encode_object(meta: &ObjectMeta, inline: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(meta)?;
+    let len = u32::try_from(json.len()).map_err(|_| StoreError::Corrupt("metadata too large".into()))?;
+    let mut v = Vec::with_capacity(4 + json.len() + inline.len());
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(&json);
+    v.extend_from_slice(inline);
+    Ok(v)
+}
+
+/// Splits a stored object value into its record and the inline-bytes range.
+pub fn decode_object(v: &[u8]) -> Result<(ObjectMeta, std::ops::Range<usize>), StoreError> {
+    let corrupt = || StoreError::Corrupt("object record".into());
+    let len_bytes: [u8; 4] = v.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+    let end = 4 + u32::from_be_bytes(len_bytes) as usize;
+    let meta = serde_json::from_slice(v.get(4..end).ok_or_else(corrupt)?)?;
+    Ok((meta, end..v.len()))
+}
+
+pub fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub fn timestamp(ms: i64) -> Timestamp {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_value_roundtrip_keeps_inline_bytes() {
+        let meta = ObjectMeta {
+            size: 3,
+            etag: "abc".into(),
+            modified_ms: 1,
+            blob: None,
+            attrs: Attrs::default(),
+            checksums: Checksums::default(),
+            parts: None,
+        };
+        let v = encode_object(&meta, b"xyz").unwrap();
+        let (back, range) = decode_object(&v).unwrap();
+        assert_eq!(back.etag, "abc");
+        assert_eq!(&v[range], b"xyz");
+        assert!(decode_object(&v[..2]).is_err());
+    }
+
+    #[test]
+    fn keys_with_nul_or_dots_stay_inside_their_bucket() {
+        assert!(object_key("b", "../../etc/passwd").starts_with(&bucket_prefix("b")));
+        assert!(!object_key("bb", "x").starts_with(&bucket_prefix("b")));
+    }
+}

@@ -1,0 +1,402 @@
+//! Multipart uploads: create, upload part (and part-copy), complete, abort,
+//! list parts, list uploads.
+//!
+//! Parts are always blob files. Completion concatenates them into a new
+//! durable blob and then, in one sled transaction, publishes the object and
+//! drops the upload, so a crash either keeps the upload or has the object.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::Digest as _;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::api::S3Api;
+use super::checksums;
+use super::error::StoreError;
+use super::ingest::{self, Stored};
+use super::meta::{self, Attrs, ObjectMeta, PartMeta, UploadMeta};
+use super::objects::{discard, empty_body};
+use super::store::PutCondition;
+
+/// Every part but the last must be at least this large.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+const MAX_PART_NUMBER: i32 = 10_000;
+
+pub async fn create(
+    api: &S3Api,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    api.require_bucket(&input.bucket)?;
+    let id = super::blob::BlobDir::new_id();
+    let upload = UploadMeta {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+        initiated_ms: meta::now_ms(),
+        attrs: Attrs {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: input.expires,
+            website_redirect_location: input.website_redirect_location,
+            metadata: input.metadata,
+        },
+    };
+    api.store.create_upload(&id, &upload).await?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(id),
+        checksum_algorithm: input.checksum_algorithm,
+        ..Default::default()
+    }))
+}
+
+/// The upload named by id, which must belong to `bucket`/`key`.
+fn upload_of(api: &S3Api, bucket: &str, key: &str, id: &str) -> S3Result<UploadMeta> {
+    match api.store.get_upload(id)? {
+        Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+        _ => {
+            api.require_bucket(bucket)?;
+            Err(s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed."
+            ))
+        }
+    }
+}
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
+    }
+}
+
+pub async fn upload_part(api: &S3Api, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    let S3Request { input, headers, trailing_headers, .. } = req;
+    let number = part_number(input.part_number)?;
+    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let mut claimed = checksums::claimed(
+        input.checksum_crc32,
+        input.checksum_crc32c,
+        input.checksum_crc64nvme,
+        input.checksum_sha1,
+        input.checksum_sha256,
+    );
+    let hasher = checksums::hasher_for(&claimed, input.checksum_algorithm.as_ref(), &headers);
+    let size_hint = input.content_length.and_then(|n| u64::try_from(n).ok());
+    let body = input.body.unwrap_or_else(empty_body);
+    let ingested = ingest::ingest(&api.store, body, hasher, 0, size_hint).await?;
+    let verified = checksums::verify_content_md5(input.content_md5.as_deref(), &ingested.md5).and_then(|()| {
+        checksums::merge_trailers(&mut claimed, trailing_headers.as_ref());
+        checksums::verify(&claimed, ingested.checksum.clone())
+    });
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            discard(&api.store, &ingested);
+            return Err(e);
+        }
+    };
+    let Stored::Blob(blob) = &ingested.stored else {
+        return Err(StoreError::Corrupt("part stored inline".into()).into());
+    };
+    let part = PartMeta {
+        size: ingested.size,
+        etag: ingested.etag(),
+        md5: ingested.etag(),
+        modified_ms: meta::now_ms(),
+        blob: blob.clone(),
+        checksums: verified.clone(),
+    };
+    if !api.store.put_part(&input.upload_id, number, &part).await? {
+        return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
+    }
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(ETag::Strong(part.etag)),
+        checksum_crc32: verified.crc32,
+        checksum_crc32c: verified.crc32c,
+        checksum_crc64nvme: verified.crc64nvme,
+        checksum_sha1: verified.sha1,
+        checksum_sha256: verified.sha256,
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part_copy(
+    api: &S3Api,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    let number = part_number(input.part_number)?;
+    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &input.copy_source else {
+        return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
+    };
+    let (src, inline) = api.load_object(src_bucket, src_key)?;
+    let conds = super::conditions::ReadConditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    if conds.check(&src.etag, &meta::timestamp(src.modified_ms)).is_some() {
+        return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+    }
+    let (start, len) = copy_range(input.copy_source_range.as_deref(), src.size)?;
+    let bytes = match &src.blob {
+        None => inline.slice(start as usize..(start + len) as usize),
+        Some(id) => {
+            let store = Arc::clone(&api.store);
+            let id = id.clone();
+            let len = usize::try_from(len).map_err(|_| s3_error!(InvalidRange))?;
+            tokio::task::spawn_blocking(move || store.blobs.read_range(&id, start, len))
+                .await
+                .map_err(StoreError::from)?
+                .map_err(StoreError::from)?
+        }
+    };
+    let body = futures_util::stream::iter([Ok::<Bytes, s3s::StdError>(bytes)]);
+    let ingested = ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?;
+    let Stored::Blob(blob) = &ingested.stored else {
+        return Err(StoreError::Corrupt("part stored inline".into()).into());
+    };
+    let part = PartMeta {
+        size: ingested.size,
+        etag: ingested.etag(),
+        md5: ingested.etag(),
+        modified_ms: meta::now_ms(),
+        blob: blob.clone(),
+        checksums: Default::default(),
+    };
+    if !api.store.put_part(&input.upload_id, number, &part).await? {
+        return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
+    }
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(meta::timestamp(part.modified_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// `bytes=first-last` (inclusive) within the source, else `InvalidRange`.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
+    let Some(range) = range else { return Ok((0, size)) };
+    let invalid = || {
+        s3_error!(
+            InvalidRange,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let (first, last) = range.strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(invalid)?;
+    let first: u64 = first.parse().map_err(|_| invalid())?;
+    let last: u64 = last.parse().map_err(|_| invalid())?;
+    if first > last || last >= size {
+        return Err(invalid());
+    }
+    Ok((first, last - first + 1))
+}
+
+pub async fn complete(
+    api: &S3Api,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let upload = upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let requested = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+    if requested.is_empty() {
+        return Err(s3_error!(MalformedXML, "You must specify at least one part"));
+    }
+    let stored: std::collections::HashMap<u32, PartMeta> = api.store.parts_of(&input.upload_id)?.into_iter().collect();
+    let mut chosen: Vec<&PartMeta> = Vec::with_capacity(requested.len());
+    let mut previous = 0;
+    for p in &requested {
+        let n = p.part_number.ok_or_else(|| s3_error!(MalformedXML, "Every part needs a PartNumber"))?;
+        let n = u32::try_from(n)
+            .map_err(|_| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
+        if n <= previous {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number."
+            ));
+        }
+        previous = n;
+        let part = stored
+            .get(&n)
+            .filter(|s| p.e_tag.as_ref().is_none_or(|e| e.value() == s.etag))
+            .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."))?;
+        chosen.push(part);
+    }
+    if chosen.iter().rev().skip(1).any(|p| p.size < MIN_PART) {
+        return Err(s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed object size."));
+    }
+    let mut md5s = md5::Md5::new();
+    for p in &chosen {
+        md5s.update(hex::decode(&p.md5).map_err(|_| StoreError::Corrupt("part md5".into()))?);
+    }
+    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+    let size: u64 = chosen.iter().map(|p| p.size).sum();
+    let blob_ids: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();
+    let store = Arc::clone(&api.store);
+    let blob = tokio::task::spawn_blocking(move || store.blobs.concat(&blob_ids))
+        .await
+        .map_err(StoreError::from)?
+        .map_err(StoreError::from)?;
+    let record = ObjectMeta {
+        size,
+        etag: etag.clone(),
+        modified_ms: meta::now_ms(),
+        blob: Some(blob.clone()),
+        attrs: upload.attrs.clone(),
+        checksums: Default::default(),
+        parts: Some(chosen.len() as u32),
+    };
+    let cond = PutCondition::from_headers(input.if_match, input.if_none_match.as_ref());
+    let outcome = api.store.complete_upload(&input.upload_id, &upload, &record, &cond).await;
+    match outcome {
+        Ok(Some(Ok(()))) => {}
+        other => {
+            api.store.blobs.remove(&blob);
+            return match other? {
+                Some(Err(_)) => {
+                    Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+                }
+                _ => Err(s3_error!(NoSuchUpload, "The specified upload does not exist.")),
+            };
+        }
+    }
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        e_tag: Some(ETag::Strong(etag)),
+        ..Default::default()
+    }))
+}
+
+pub async fn abort(
+    api: &S3Api,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    if !api.store.abort_upload(&input.upload_id).await? {
+        return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
+    }
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+pub async fn list_parts(api: &S3Api, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input.part_number_marker.unwrap_or(0);
+    let mut parts: Vec<(u32, PartMeta)> =
+        api.store.parts_of(&input.upload_id)?.into_iter().filter(|(n, _)| i64::from(*n) > i64::from(marker)).collect();
+    let truncated = parts.len() > max;
+    parts.truncate(max);
+    let next = parts.last().map(|(n, _)| *n as i32).filter(|_| truncated);
+    let parts = parts
+        .into_iter()
+        .map(|(n, p)| Part {
+            part_number: Some(n as i32),
+            e_tag: Some(ETag::Strong(p.etag)),
+            size: i64::try_from(p.size).ok(),
+            last_modified: Some(meta::timestamp(p.modified_ms)),
+            checksum_crc32: p.checksums.crc32,
+            checksum_crc32c: p.checksums.crc32c,
+            checksum_crc64nvme: p.checksums.crc64nvme,
+            checksum_sha1: p.checksums.sha1,
+            checksum_sha256: p.checksums.sha256,
+        })
+        .collect();
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: next,
+        max_parts: Some(max as i32),
+        is_truncated: Some(truncated),
+        parts: Some(parts),
+        owner: Some(api.owner()),
+        initiator: Some(Initiator { id: api.owner().id, display_name: api.owner().display_name }),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        ..Default::default()
+    }))
+}
+
+pub async fn list_uploads(
+    api: &S3Api,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    api.require_bucket(&input.bucket)?;
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let mut uploads: Vec<(String, UploadMeta)> =
+        api.store.uploads_of(&input.bucket)?.into_iter().filter(|(_, u)| u.key.starts_with(&prefix)).collect();
+    uploads.sort_by(|(ia, a), (ib, b)| (&a.key, a.initiated_ms, ia).cmp(&(&b.key, b.initiated_ms, ib)));
+    if let Some(km) = input.key_marker.as_deref() {
+        let id_marker = input.upload_id_marker.as_deref();
+        uploads.retain(|(id, u)| match id_marker {
+            Some(im) => u.key.as_str() > km || (u.key == km && id.as_str() > im),
+            None => u.key.as_str() > km,
+        });
+    }
+    let truncated = uploads.len() > max;
+    uploads.truncate(max);
+    let (next_key, next_id) = match uploads.last().filter(|_| truncated) {
+        Some((id, u)) => (Some(u.key.clone()), Some(id.clone())),
+        None => (None, None),
+    };
+    let list = uploads
+        .into_iter()
+        .map(|(id, u)| MultipartUpload {
+            upload_id: Some(id),
+            key: Some(u.key),
+            initiated: Some(meta::timestamp(u.initiated_ms)),
+            owner: Some(api.owner()),
+            initiator: Some(Initiator { id: api.owner().id, display_name: api.owner().display_name }),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        })
+        .collect();
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        max_uploads: Some(max as i32),
+        is_truncated: Some(truncated),
+        uploads: Some(list),
+        delimiter: input.delimiter,
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges() {
+        assert_eq!(copy_range(None, 10).unwrap(), (0, 10));
+        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), (2, 4));
+        assert!(copy_range(Some("bytes=5-2"), 10).is_err());
+        assert!(copy_range(Some("bytes=0-10"), 10).is_err());
+        assert!(copy_range(Some("2-5"), 10).is_err());
+    }
+}

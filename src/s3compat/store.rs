@@ -1,0 +1,392 @@
+//! The durable store under `data_dir/s3`: sled for every record (and the
+//! bytes of small objects), blob files for the rest.
+//!
+//! Write order keeps crashes invisible: bytes become a durable blob first,
+//! then one sled write (flushed) makes them visible, then the blob they
+//! replaced is unlinked. A crash between steps leaves only orphans (temp
+//! files, unreferenced blobs, parts of vanished uploads), swept at start.
+//! Nothing here takes a global lock: sled's own atomic ops order writers.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use s3s::dto::ETagCondition;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::blob::BlobDir;
+use super::error::{StoreError, StoreResult};
+use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
+
+/// sled's page cache; objects are mostly streamed from files, so this stays modest.
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+pub struct Store {
+    db: sled::Db,
+    pub buckets: sled::Tree,
+    pub objects: sled::Tree,
+    pub uploads: sled::Tree,
+    pub parts: sled::Tree,
+    pub blobs: BlobDir,
+}
+
+/// Stores open in this process, so an in-process restart on the same data
+/// dir reuses the open sled instead of tripping over its file lock.
+static OPEN: Mutex<Vec<(PathBuf, Weak<Store>)>> = Mutex::new(Vec::new());
+
+/// A write guarded by a conditional header that did not hold.
+#[derive(Debug)]
+pub struct PreconditionFailed;
+
+pub enum BucketDelete {
+    Deleted,
+    Missing,
+    NotEmpty,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> StoreResult<Arc<Store>> {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(store) = open.iter().find(|(p, _)| p == root).and_then(|(_, w)| w.upgrade()) {
+            return Ok(store);
+        }
+        let store = Arc::new(Self::open_fresh(root)?);
+        open.push((root.to_owned(), Arc::downgrade(&store)));
+        Ok(store)
+    }
+
+    fn open_fresh(root: &Path) -> StoreResult<Store> {
+        std::fs::create_dir_all(root)?;
+        let config = sled::Config::new().path(root.join("meta")).cache_capacity(CACHE_BYTES);
+        // A just-dropped instance may still be releasing its lock file.
+        let mut attempt = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if attempt < 50 && e.to_string().contains("could not acquire lock") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let store = Store {
+            buckets: db.open_tree("buckets")?,
+            objects: db.open_tree("objects")?,
+            uploads: db.open_tree("uploads")?,
+            parts: db.open_tree("parts")?,
+            blobs: BlobDir::open(root)?,
+            db,
+        };
+        store.sweep()?;
+        Ok(store)
+    }
+
+    /// Removes crash leftovers: parts of uploads that no longer exist and
+    /// blob files no record points to.
+    fn sweep(&self) -> StoreResult<()> {
+        let mut live = HashSet::new();
+        for item in self.objects.iter() {
+            let (_, v) = item?;
+            if let Some(blob) = meta::decode_object(&v)?.0.blob {
+                live.insert(blob);
+            }
+        }
+        for item in self.parts.iter() {
+            let (k, v) = item?;
+            let upload = k.split(|b| *b == 0).next().unwrap_or_default();
+            if self.uploads.contains_key(upload)? {
+                live.insert(serde_json::from_slice::<PartMeta>(&v)?.blob);
+            } else {
+                self.parts.remove(k)?;
+            }
+        }
+        let mut swept = 0;
+        for id in self.blobs.all_ids()? {
+            if !live.contains(&id) {
+                self.blobs.remove(&id);
+                swept += 1;
+            }
+        }
+        self.db.flush()?;
+        if swept > 0 {
+            tracing::info!(swept, "removed orphaned s3 blobs");
+        }
+        Ok(())
+    }
+
+    /// Makes every write so far durable. Concurrent callers share fsyncs.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    // ---- buckets ----
+
+    pub fn bucket_exists(&self, bucket: &str) -> StoreResult<bool> {
+        Ok(self.buckets.contains_key(bucket)?)
+    }
+
+    /// Creates the bucket; `false` if it already existed.
+    pub async fn create_bucket(&self, bucket: &str) -> StoreResult<bool> {
+        let record = serde_json::to_vec(&BucketMeta { created_ms: meta::now_ms() })?;
+        let created = self.buckets.compare_and_swap(bucket, None::<&[u8]>, Some(record))?.is_ok();
+        if created {
+            self.flush().await?;
+        }
+        Ok(created)
+    }
+
+    pub async fn delete_bucket(&self, bucket: &str) -> StoreResult<BucketDelete> {
+        if !self.bucket_exists(bucket)? {
+            return Ok(BucketDelete::Missing);
+        }
+        let has_objects = self.objects.scan_prefix(meta::bucket_prefix(bucket)).next().transpose()?.is_some();
+        if has_objects || !self.uploads_of(bucket)?.is_empty() {
+            return Ok(BucketDelete::NotEmpty);
+        }
+        if self.buckets.remove(bucket)?.is_none() {
+            return Ok(BucketDelete::Missing);
+        }
+        self.flush().await?;
+        Ok(BucketDelete::Deleted)
+    }
+
+    pub fn list_buckets(&self) -> StoreResult<Vec<(String, BucketMeta)>> {
+        let mut out = Vec::new();
+        for item in self.buckets.iter() {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    // ---- objects ----
+
+    /// The object's record and its inline bytes (empty when file-backed).
+    pub fn get_object(&self, bucket: &str, key: &str) -> StoreResult<Option<(ObjectMeta, Bytes)>> {
+        let Some(v) = self.objects.get(meta::object_key(bucket, key))? else { return Ok(None) };
+        let (m, inline) = meta::decode_object(&v)?;
+        let bytes = if inline.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&v[inline]) };
+        Ok(Some((m, bytes)))
+    }
+
+    /// Publishes an object (durably) and retires the blob it replaced.
+    /// With a condition, the check and the swap are one atomic step.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &ObjectMeta,
+        inline: &[u8],
+        cond: &PutCondition,
+    ) -> StoreResult<Result<(), PreconditionFailed>> {
+        let k = meta::object_key(bucket, key);
+        let v = meta::encode_object(record, inline)?;
+        let old = match cond {
+            PutCondition::None => self.objects.insert(&k, v)?,
+            _ => loop {
+                let cur = self.objects.get(&k)?;
+                let cur_etag = match &cur {
+                    Some(c) => Some(meta::decode_object(c)?.0.etag),
+                    None => None,
+                };
+                if !cond.holds(cur_etag.as_deref()) {
+                    return Ok(Err(PreconditionFailed));
+                }
+                if self.objects.compare_and_swap(&k, cur.as_ref(), Some(v.as_slice()))?.is_ok() {
+                    break cur;
+                }
+            },
+        };
+        self.flush().await?;
+        self.retire(old.as_deref(), record.blob.as_deref())?;
+        Ok(Ok(()))
+    }
+
+    /// Deletes objects with one durable flush; missing keys are no error.
+    pub async fn delete_objects(&self, bucket: &str, keys: &[String]) -> StoreResult<()> {
+        let mut removed = Vec::new();
+        for key in keys {
+            if let Some(old) = self.objects.remove(meta::object_key(bucket, key))? {
+                removed.push(old);
+            }
+        }
+        if removed.is_empty() {
+            return Ok(());
+        }
+        self.flush().await?;
+        for old in removed {
+            self.retire(Some(&old), None)?;
+        }
+        Ok(())
+    }
+
+    /// Unlinks the blob of a replaced record (after the replacement is durable).
+    fn retire(&self, old: Option<&[u8]>, keep: Option<&str>) -> StoreResult<()> {
+        if let Some(old) = old
+            && let Some(blob) = meta::decode_object(old)?.0.blob
+            && Some(blob.as_str()) != keep
+        {
+            self.blobs.remove(&blob);
+        }
+        Ok(())
+    }
+
+    // ---- multipart ----
+
+    pub async fn create_upload(&self, id: &str, upload: &UploadMeta) -> StoreResult<()> {
+        self.uploads.insert(id, serde_json::to_vec(upload)?)?;
+        self.flush().await
+    }
+
+    pub fn get_upload(&self, id: &str) -> StoreResult<Option<UploadMeta>> {
+        match self.uploads.get(id)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All uploads in `bucket`, as (id, record).
+    pub fn uploads_of(&self, bucket: &str) -> StoreResult<Vec<(String, UploadMeta)>> {
+        let mut out = Vec::new();
+        for item in self.uploads.iter() {
+            let (k, v) = item?;
+            let upload: UploadMeta = serde_json::from_slice(&v)?;
+            if upload.bucket == bucket {
+                out.push((String::from_utf8_lossy(&k).into_owned(), upload));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a durable part; `false` if the upload vanished meanwhile
+    /// (then the part is dropped again).
+    pub async fn put_part(&self, id: &str, number: u32, part: &PartMeta) -> StoreResult<bool> {
+        let k = meta::part_key(id, number);
+        let old = self.parts.insert(&k, serde_json::to_vec(part)?)?;
+        if !self.uploads.contains_key(id)? {
+            self.parts.remove(&k)?;
+            self.blobs.remove(&part.blob);
+            return Ok(false);
+        }
+        self.flush().await?;
+        if let Some(old) = old {
+            let old: PartMeta = serde_json::from_slice(&old)?;
+            if old.blob != part.blob {
+                self.blobs.remove(&old.blob);
+            }
+        }
+        Ok(true)
+    }
+
+    pub fn parts_of(&self, id: &str) -> StoreResult<Vec<(u32, PartMeta)>> {
+        let prefix = meta::parts_prefix(id);
+        let mut out = Vec::new();
+        for item in self.parts.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let number: [u8; 4] = k
+                .get(prefix.len()..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreError::Corrupt("part key".into()))?;
+            out.push((u32::from_be_bytes(number), serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Removes an upload and its parts; `false` if it did not exist.
+    pub async fn abort_upload(&self, id: &str) -> StoreResult<bool> {
+        if self.uploads.remove(id)?.is_none() {
+            return Ok(false);
+        }
+        let parts = self.parts_of(id)?;
+        for (n, _) in &parts {
+            self.parts.remove(meta::part_key(id, *n))?;
+        }
+        self.flush().await?;
+        for (_, p) in parts {
+            self.blobs.remove(&p.blob);
+        }
+        Ok(true)
+    }
+
+    /// Atomically publishes the assembled object and removes the upload and
+    /// its parts; `Ok(None)` if the upload was completed or aborted meanwhile.
+    pub async fn complete_upload(
+        &self,
+        id: &str,
+        upload: &UploadMeta,
+        record: &ObjectMeta,
+        cond: &PutCondition,
+    ) -> StoreResult<Option<Result<(), PreconditionFailed>>> {
+        let parts = self.parts_of(id)?;
+        let k = meta::object_key(&upload.bucket, &upload.key);
+        let v = meta::encode_object(record, &[])?;
+        let outcome = (&self.objects, &self.uploads, &self.parts).transaction(|(objects, uploads, part_tree)| {
+            if uploads.remove(id.as_bytes())?.is_none() {
+                return Ok(None);
+            }
+            let cur = objects.get(&k)?;
+            let cur_etag = match &cur {
+                Some(c) => Some(meta::decode_object(c).map_err(ConflictableTransactionError::Abort)?.0.etag),
+                None => None,
+            };
+            if !cond.holds(cur_etag.as_deref()) {
+                return Ok(Some(Err(PreconditionFailed)));
+            }
+            for (n, _) in &parts {
+                part_tree.remove(meta::part_key(id, *n))?;
+            }
+            Ok(Some(Ok(objects.insert(k.as_slice(), v.as_slice())?)))
+        });
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        let old = match outcome {
+            Some(Ok(old)) => old,
+            Some(Err(p)) => return Ok(Some(Err(p))),
+            None => return Ok(None),
+        };
+        self.flush().await?;
+        for (_, p) in parts {
+            self.blobs.remove(&p.blob);
+        }
+        self.retire(old.as_deref(), record.blob.as_deref())?;
+        Ok(Some(Ok(())))
+    }
+}
+
+/// The conditional-write headers of PutObject / CompleteMultipartUpload.
+pub enum PutCondition {
+    None,
+    /// `If-None-Match: *`: only if the key does not exist.
+    IfAbsent,
+    /// `If-Match`: only if the current ETag matches (or, for `*`, exists).
+    IfMatch(ETagCondition),
+}
+
+impl PutCondition {
+    pub fn from_headers(if_match: Option<ETagCondition>, if_none_match: Option<&ETagCondition>) -> Self {
+        match (if_match, if_none_match) {
+            (Some(m), _) => PutCondition::IfMatch(m),
+            (None, Some(n)) if n.is_any() => PutCondition::IfAbsent,
+            _ => PutCondition::None,
+        }
+    }
+
+    fn holds(&self, current_etag: Option<&str>) -> bool {
+        match (self, current_etag) {
+            (PutCondition::None, _) => true,
+            (PutCondition::IfAbsent, cur) => cur.is_none(),
+            (PutCondition::IfMatch(_), None) => false,
+            (PutCondition::IfMatch(ETagCondition::Any), Some(_)) => true,
+            (PutCondition::IfMatch(ETagCondition::ETag(want)), Some(cur)) => want.value() == cur,
+        }
+    }
+}

@@ -1,0 +1,759 @@
+//! The embedded S3 over real sockets: the official AWS SDK for the API,
+//! reqwest (with a small SigV4 signer) for what the SDK will not send:
+//! anonymous and virtual-host requests, malformed XML, bad signatures.
+
+mod common;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};
+use common::{ACCESS_KEY, SECRET_KEY, TestServer};
+use crunchbox::cli::Role;
+use md5::Digest as _;
+
+const MIB: usize = 1024 * 1024;
+
+async fn start() -> (TestServer, Client) {
+    let server = TestServer::start(&[Role::S3]).await;
+    let s3 = server.s3().await;
+    (server, s3)
+}
+
+async fn bucket(s3: &Client, name: &str) {
+    s3.create_bucket().bucket(name).send().await.expect("create bucket");
+}
+
+async fn put(s3: &Client, bucket: &str, key: &str, body: Vec<u8>) -> String {
+    let out = s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.expect("put");
+    out.e_tag().unwrap_or_default().to_owned()
+}
+
+async fn get(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.expect("get");
+    out.body.collect().await.expect("body").into_bytes().to_vec()
+}
+
+/// The AWS error code of a failed SDK call.
+fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(r: Result<T, E>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code().map(str::to_owned).unwrap_or_else(|| format!("{e:?}")),
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// A minimal SigV4 signer for raw requests (header auth, signed payload).
+mod sign {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
+        m.update(data.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    }
+
+    /// Headers (`host`, `x-amz-date`, `x-amz-content-sha256`, `authorization`)
+    /// for `method host path?query` with `body`. `query` must be in canonical form.
+    pub fn headers(
+        method: &str,
+        host: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        access: &str,
+        secret: &str,
+    ) -> Vec<(String, String)> {
+        let now = time::OffsetDateTime::now_utc();
+        let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+        let amz_date = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
+        let payload = hex::encode(Sha256::digest(body));
+        let canonical_headers = format!("host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n");
+        let signed = "host;x-amz-content-sha256;x-amz-date";
+        let canonical = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload}");
+        let scope = format!("{date}/us-east-1/s3/aws4_request");
+        let to_sign =
+            format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let mut key = hmac(format!("AWS4{secret}").as_bytes(), &date);
+        for part in ["us-east-1", "s3", "aws4_request"] {
+            key = hmac(&key, part);
+        }
+        let signature = hex::encode(hmac(&key, &to_sign));
+        vec![
+            ("host".into(), host.into()),
+            ("x-amz-date".into(), amz_date),
+            ("x-amz-content-sha256".into(), payload),
+            (
+                "authorization".into(),
+                format!("AWS4-HMAC-SHA256 Credential={access}/{scope}, SignedHeaders={signed}, Signature={signature}"),
+            ),
+        ]
+    }
+}
+
+/// Sends a signed raw request; returns (status, body).
+async fn raw(server: &TestServer, method: &str, path: &str, query: &str, body: Vec<u8>) -> (u16, String) {
+    let endpoint = server.endpoint();
+    let host = endpoint.trim_start_matches("http://").to_owned();
+    let url = if query.is_empty() { format!("{endpoint}{path}") } else { format!("{endpoint}{path}?{query}") };
+    let mut req = reqwest::Client::new().request(method.parse().expect("method"), url);
+    for (k, v) in sign::headers(method, &host, path, query, &body, ACCESS_KEY, SECRET_KEY) {
+        req = req.header(k, v);
+    }
+    let resp = req.body(body).send().await.expect("send");
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn bucket_lifecycle_and_errors() {
+    let (server, s3) = start().await;
+    bucket(&s3, "alpha").await;
+    assert_eq!(code(s3.create_bucket().bucket("alpha").send().await), "BucketAlreadyOwnedByYou");
+    s3.head_bucket().bucket("alpha").send().await.expect("head");
+    let names: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .expect("list")
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect();
+    assert_eq!(names, vec!["alpha"]);
+    let loc = s3.get_bucket_location().bucket("alpha").send().await.expect("location");
+    assert!(loc.location_constraint().is_none_or(|c| c.as_str().is_empty()));
+    put(&s3, "alpha", "k", b"v".to_vec()).await;
+    assert_eq!(code(s3.delete_bucket().bucket("alpha").send().await), "BucketNotEmpty");
+    s3.delete_object().bucket("alpha").key("k").send().await.expect("delete object");
+    s3.delete_bucket().bucket("alpha").send().await.expect("delete bucket");
+    assert!(s3.head_bucket().bucket("alpha").send().await.is_err());
+    assert_eq!(code(s3.list_objects_v2().bucket("alpha").send().await), "NoSuchBucket");
+    assert_eq!(code(s3.delete_bucket().bucket("alpha").send().await), "NoSuchBucket");
+    assert_eq!(code(s3.create_bucket().bucket("Bad_Name").send().await), "InvalidBucketName");
+    assert_eq!(code(s3.create_bucket().bucket("ab").send().await), "InvalidBucketName");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn objects_roundtrip_with_metadata() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    for (key, len) in [("small", 10), ("empty", 0), ("inline-edge", 64 * 1024), ("file", 3 * MIB + 7)] {
+        let data = pattern(len, 7);
+        let etag = put(&s3, "bkt", key, data.clone()).await;
+        assert_eq!(etag, format!("\"{}\"", md5_hex(&data)), "{key}");
+        assert_eq!(get(&s3, "bkt", key).await, data, "{key}");
+    }
+    s3.put_object()
+        .bucket("bkt")
+        .key("meta")
+        .body(ByteStream::from_static(b"{}"))
+        .content_type("application/json")
+        .cache_control("max-age=60")
+        .content_disposition("inline")
+        .metadata("owner", "alice")
+        .send()
+        .await
+        .expect("put with metadata");
+    let head = s3.head_object().bucket("bkt").key("meta").send().await.expect("head");
+    assert_eq!(head.content_type(), Some("application/json"));
+    assert_eq!(head.cache_control(), Some("max-age=60"));
+    assert_eq!(head.content_disposition(), Some("inline"));
+    assert_eq!(head.content_length(), Some(2));
+    assert_eq!(head.metadata().and_then(|m| m.get("owner")).map(String::as_str), Some("alice"));
+    assert!(head.last_modified().is_some());
+    // Overwrite replaces bytes and metadata.
+    put(&s3, "bkt", "meta", b"new".to_vec()).await;
+    let head = s3.head_object().bucket("bkt").key("meta").send().await.expect("head");
+    assert!(head.metadata().is_none_or(|m| m.is_empty()));
+    assert_eq!(get(&s3, "bkt", "meta").await, b"new");
+
+    assert_eq!(code(s3.get_object().bucket("bkt").key("missing").send().await), "NoSuchKey");
+    assert_eq!(code(s3.get_object().bucket("nope").key("k").send().await), "NoSuchBucket");
+    assert_eq!(
+        code(s3.put_object().bucket("nope").key("k").body(ByteStream::from_static(b"x")).send().await),
+        "NoSuchBucket"
+    );
+    s3.delete_object().bucket("bkt").key("file").send().await.expect("delete");
+    s3.delete_object().bucket("bkt").key("file").send().await.expect("delete is idempotent");
+    assert_eq!(code(s3.get_object().bucket("bkt").key("file").send().await), "NoSuchKey");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_are_opaque_data() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    let long = "k".repeat(1024);
+    let unicode = "é".repeat(512); // 1024 bytes of UTF-8
+    let keys =
+        ["../../etc/passwd", "a%2Fb", "a/b", "/leading", "dir/", "spaces and +plus", "tab\there", &long, &unicode];
+    for (i, key) in keys.iter().enumerate() {
+        put(&s3, "bkt", key, vec![i as u8; 3]).await;
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(get(&s3, "bkt", key).await, vec![i as u8; 3], "{key}");
+    }
+    let listed: Vec<String> = s3
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("list")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(!server.dir.path().join("etc").exists());
+    let too_long = "k".repeat(1025);
+    assert_eq!(
+        code(s3.put_object().bucket("bkt").key(too_long).body(ByteStream::from_static(b"x")).send().await),
+        "KeyTooLongError"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ranges_and_conditional_reads() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    for (key, len) in [("small", 1000), ("big", 5 * MIB)] {
+        let data = pattern(len, 3);
+        let etag = put(&s3, "bkt", key, data.clone()).await;
+        let out = s3.get_object().bucket("bkt").key(key).range("bytes=10-19").send().await.expect("range");
+        assert_eq!(out.content_range(), Some(format!("bytes 10-19/{len}").as_str()));
+        assert_eq!(out.body.collect().await.unwrap().into_bytes().as_ref(), &data[10..20]);
+        let out = s3.get_object().bucket("bkt").key(key).range("bytes=-5").send().await.expect("suffix");
+        assert_eq!(out.body.collect().await.unwrap().into_bytes().as_ref(), &data[len - 5..]);
+        let out = s3.get_object().bucket("bkt").key(key).range("bytes=100-").send().await.expect("open range");
+        assert_eq!(out.body.collect().await.unwrap().into_bytes().as_ref(), &data[100..]);
+        let bad = format!("bytes={len}-");
+        assert_eq!(code(s3.get_object().bucket("bkt").key(key).range(bad).send().await), "InvalidRange");
+
+        let ok = s3.get_object().bucket("bkt").key(key).if_match(&etag).send().await;
+        assert!(ok.is_ok());
+        assert_eq!(
+            code(s3.get_object().bucket("bkt").key(key).if_match("\"nope\"").send().await),
+            "PreconditionFailed"
+        );
+        let not_modified = s3.get_object().bucket("bkt").key(key).if_none_match(&etag).send().await;
+        let status = not_modified.expect_err("304").raw_response().map(|r| r.status().as_u16());
+        assert_eq!(status, Some(304));
+        let future = aws_smithy_types::DateTime::from_secs(time::OffsetDateTime::now_utc().unix_timestamp() + 3600);
+        let past = aws_smithy_types::DateTime::from_secs(1_000_000_000);
+        let r = s3.head_object().bucket("bkt").key(key).if_modified_since(future).send().await;
+        assert_eq!(r.expect_err("304").raw_response().map(|r| r.status().as_u16()), Some(304));
+        assert!(s3.get_object().bucket("bkt").key(key).if_modified_since(past).send().await.is_ok());
+        let r = s3.get_object().bucket("bkt").key(key).if_unmodified_since(past).send().await;
+        assert_eq!(code(r), "PreconditionFailed");
+    }
+    // Conditional writes.
+    let r =
+        s3.put_object().bucket("bkt").key("small").if_none_match("*").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(code(r), "PreconditionFailed");
+    s3.put_object()
+        .bucket("bkt")
+        .key("fresh")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .expect("create-only put");
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("fresh")
+        .if_match("\"other\"")
+        .body(ByteStream::from_static(b"y"))
+        .send()
+        .await;
+    assert_eq!(code(r), "PreconditionFailed");
+    assert_eq!(get(&s3, "bkt", "fresh").await, b"x");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn digests_are_verified() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .content_md5("AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await;
+    assert_eq!(code(r), "BadDigest");
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("k")
+        .content_md5("XUFAKrxLKna5cZ2REBfFkg==")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("c")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await;
+    assert_eq!(code(r), "BadDigest");
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("c")
+        .checksum_sha256("LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=")
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(code(s3.get_object().bucket("bkt").key("c-failed").send().await), "NoSuchKey");
+    // A rejected big upload leaves no blob behind.
+    let r = s3
+        .put_object()
+        .bucket("bkt")
+        .key("big")
+        .content_md5("AAAAAAAAAAAAAAAAAAAAAA==")
+        .body(ByteStream::from(pattern(2 * MIB, 1)))
+        .send()
+        .await;
+    assert_eq!(code(r), "BadDigest");
+    let blobs = walk_files(&server.dir.path().join("s3").join("blobs"));
+    assert_eq!(blobs, 0, "only inline objects exist, so no blob files");
+    server.shutdown().await;
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|it| it.flatten().map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn delete_objects_and_malformed_xml() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    for k in ["x", "y", "z"] {
+        put(&s3, "bkt", k, b"1".to_vec()).await;
+    }
+    let ids = ["x", "y", "never"].map(|k| ObjectIdentifier::builder().key(k).build().unwrap());
+    let out = s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(Delete::builder().set_objects(Some(ids.to_vec())).build().unwrap())
+        .send()
+        .await
+        .expect("delete objects");
+    assert_eq!(out.deleted().len(), 3);
+    let left: Vec<_> = s3
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(left, vec!["z"]);
+
+    let too_many: Vec<_> =
+        (0..1001).map(|i| ObjectIdentifier::builder().key(format!("k{i}")).build().unwrap()).collect();
+    let r = s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(Delete::builder().set_objects(Some(too_many)).build().unwrap())
+        .send()
+        .await;
+    assert_eq!(code(r), "MalformedXML");
+
+    let (status, body) = raw(&server, "POST", "/bkt", "delete=", b"<Delete><Object><Key>z</Key>".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("MalformedXML"), "{body}");
+    let (status, body) = raw(&server, "POST", "/bkt", "delete=", b"not xml at all".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    // Oversized XML bodies are refused without being buffered whole.
+    let huge = vec![b'a'; 21 * MIB];
+    let (status, body) = raw(&server, "POST", "/bkt", "delete=", huge).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert_eq!(get(&s3, "bkt", "z").await, b"1");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn copy_object() {
+    let (server, s3) = start().await;
+    bucket(&s3, "src").await;
+    bucket(&s3, "dst").await;
+    let big = pattern(2 * MIB, 9);
+    s3.put_object()
+        .bucket("src")
+        .key("big")
+        .body(ByteStream::from(big.clone()))
+        .metadata("a", "1")
+        .content_type("text/plain")
+        .send()
+        .await
+        .unwrap();
+    put(&s3, "src", "small", b"tiny".to_vec()).await;
+    let out = s3.copy_object().bucket("dst").key("copy").copy_source("src/big").send().await.expect("copy");
+    assert_eq!(out.copy_object_result().and_then(|r| r.e_tag()), Some(format!("\"{}\"", md5_hex(&big)).as_str()));
+    let head = s3.head_object().bucket("dst").key("copy").send().await.unwrap();
+    assert_eq!(head.metadata().and_then(|m| m.get("a")).map(String::as_str), Some("1"));
+    assert_eq!(head.content_type(), Some("text/plain"));
+    s3.copy_object()
+        .bucket("dst")
+        .key("replaced")
+        .copy_source("src/small")
+        .metadata_directive(MetadataDirective::Replace)
+        .metadata("b", "2")
+        .send()
+        .await
+        .expect("copy replace");
+    let head = s3.head_object().bucket("dst").key("replaced").send().await.unwrap();
+    assert_eq!(head.metadata().and_then(|m| m.get("b")).map(String::as_str), Some("2"));
+    // The copy survives the source's deletion (blobs are shared, not moved).
+    s3.delete_object().bucket("src").key("big").send().await.unwrap();
+    assert_eq!(get(&s3, "dst", "copy").await, big);
+    assert_eq!(get(&s3, "dst", "replaced").await, b"tiny");
+    assert_eq!(code(s3.copy_object().bucket("dst").key("x").copy_source("src/missing").send().await), "NoSuchKey");
+    assert_eq!(
+        code(s3.copy_object().bucket("src").key("small").copy_source("src/small").send().await),
+        "InvalidRequest"
+    );
+    let r =
+        s3.copy_object().bucket("dst").key("x").copy_source("src/small").copy_source_if_match("\"nope\"").send().await;
+    assert_eq!(code(r), "PreconditionFailed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn listing_v1_v2_and_versions() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    let keys = ["a/1", "a/2", "a/b/3", "b/1", "c", "d"];
+    for k in keys {
+        put(&s3, "bkt", k, b"x".to_vec()).await;
+    }
+    let out = s3.list_objects_v2().bucket("bkt").delimiter("/").send().await.unwrap();
+    let prefixes: Vec<_> = out.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let objects: Vec<_> = out.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(prefixes, vec!["a/", "b/"]);
+    assert_eq!(objects, vec!["c", "d"]);
+    let out = s3.list_objects_v2().bucket("bkt").prefix("a/").delimiter("/").send().await.unwrap();
+    assert_eq!(out.contents().iter().filter_map(|o| o.key()).collect::<Vec<_>>(), vec!["a/1", "a/2"]);
+    assert_eq!(out.common_prefixes().iter().filter_map(|p| p.prefix()).collect::<Vec<_>>(), vec!["a/b/"]);
+
+    // Page through with max-keys 1, with and without a delimiter.
+    for delimiter in [None, Some("/")] {
+        let mut seen = Vec::new();
+        let mut token = None;
+        loop {
+            let out = s3
+                .list_objects_v2()
+                .bucket("bkt")
+                .max_keys(1)
+                .set_delimiter(delimiter.map(str::to_owned))
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .unwrap();
+            seen.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            seen.extend(out.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            token = out.next_continuation_token().map(str::to_owned);
+        }
+        let expected: Vec<String> = match delimiter {
+            None => keys.iter().map(|k| k.to_string()).collect(),
+            Some(_) => ["a/", "b/", "c", "d"].iter().map(|k| k.to_string()).collect(),
+        };
+        assert_eq!(seen, expected, "{delimiter:?}");
+    }
+    let out = s3.list_objects_v2().bucket("bkt").start_after("b/1").send().await.unwrap();
+    assert_eq!(out.contents().iter().filter_map(|o| o.key()).collect::<Vec<_>>(), vec!["c", "d"]);
+    let r = s3.list_objects_v2().bucket("bkt").continuation_token("!!not-a-token!!").send().await;
+    assert_eq!(code(r), "InvalidArgument");
+
+    let out = s3.list_objects().bucket("bkt").marker("a/b/3").max_keys(2).send().await.unwrap();
+    assert_eq!(out.contents().iter().filter_map(|o| o.key()).collect::<Vec<_>>(), vec!["b/1", "c"]);
+    assert_eq!(out.is_truncated(), Some(true));
+
+    let out = s3.list_object_versions().bucket("bkt").prefix("a/").send().await.unwrap();
+    let versions = out.versions();
+    assert_eq!(versions.len(), 3);
+    assert!(versions.iter().all(|v| v.version_id() == Some("null") && v.is_latest() == Some(true)));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn multipart_upload() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    let part1 = pattern(5 * MIB, 1);
+    let part2 = pattern(1234, 2);
+    let id = s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .content_type("video/mp4")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_owned();
+    let up = |n: i32, data: Vec<u8>| {
+        s3.upload_part().bucket("bkt").key("mp").upload_id(&id).part_number(n).body(ByteStream::from(data)).send()
+    };
+    let e1 = up(1, part1.clone()).await.unwrap().e_tag().unwrap().to_owned();
+    let e2 = up(2, part2.clone()).await.unwrap().e_tag().unwrap().to_owned();
+    let parts = s3.list_parts().bucket("bkt").key("mp").upload_id(&id).send().await.unwrap();
+    assert_eq!(parts.parts().iter().map(|p| p.size().unwrap_or(0)).collect::<Vec<_>>(), vec![5 * MIB as i64, 1234]);
+    let uploads = s3.list_multipart_uploads().bucket("bkt").send().await.unwrap();
+    assert_eq!(uploads.uploads().iter().filter_map(|u| u.upload_id()).collect::<Vec<_>>(), vec![id.as_str()]);
+
+    let completed = |list: &[(i32, &str)]| {
+        CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                list.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build()).collect(),
+            ))
+            .build()
+    };
+    let complete = |list: CompletedMultipartUpload| {
+        s3.complete_multipart_upload().bucket("bkt").key("mp").upload_id(&id).multipart_upload(list).send()
+    };
+    assert_eq!(code(complete(completed(&[(2, &e2), (1, &e1)])).await), "InvalidPartOrder");
+    assert_eq!(code(complete(completed(&[(1, "\"bogus\""), (2, &e2)])).await), "InvalidPart");
+    assert_eq!(code(complete(completed(&[(1, &e1), (3, &e2)])).await), "InvalidPart");
+    let out = complete(completed(&[(1, &e1), (2, &e2)])).await.expect("complete");
+    assert!(out.e_tag().is_some_and(|e| e.ends_with("-2\"")), "{:?}", out.e_tag());
+    let mut whole = part1.clone();
+    whole.extend_from_slice(&part2);
+    assert_eq!(get(&s3, "bkt", "mp").await, whole);
+    let head = s3.head_object().bucket("bkt").key("mp").send().await.unwrap();
+    assert_eq!(head.content_type(), Some("video/mp4"));
+    assert_eq!(code(s3.list_parts().bucket("bkt").key("mp").upload_id(&id).send().await), "NoSuchUpload");
+    assert!(s3.list_multipart_uploads().bucket("bkt").send().await.unwrap().uploads().is_empty());
+
+    // Too-small parts, abort, unknown uploads, upload-part-copy.
+    let id2 =
+        s3.create_multipart_upload().bucket("bkt").key("small").send().await.unwrap().upload_id().unwrap().to_owned();
+    let up2 = |n: i32, data: Vec<u8>| {
+        s3.upload_part().bucket("bkt").key("small").upload_id(&id2).part_number(n).body(ByteStream::from(data)).send()
+    };
+    let a = up2(1, vec![1; 100]).await.unwrap().e_tag().unwrap().to_owned();
+    let b = up2(2, vec![2; 100]).await.unwrap().e_tag().unwrap().to_owned();
+    let r = s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("small")
+        .upload_id(&id2)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(a).build())
+                .parts(CompletedPart::builder().part_number(2).e_tag(b).build())
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(r), "EntityTooSmall");
+    let r = s3
+        .upload_part()
+        .bucket("bkt")
+        .key("small")
+        .upload_id(&id2)
+        .part_number(10001)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(code(r), "InvalidArgument");
+    let copied = s3
+        .upload_part_copy()
+        .bucket("bkt")
+        .key("small")
+        .upload_id(&id2)
+        .part_number(3)
+        .copy_source("bkt/mp")
+        .copy_source_range("bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        copied.copy_part_result().and_then(|r| r.e_tag()),
+        Some(format!("\"{}\"", md5_hex(&whole[..10])).as_str())
+    );
+    s3.abort_multipart_upload().bucket("bkt").key("small").upload_id(&id2).send().await.expect("abort");
+    assert_eq!(
+        code(s3.abort_multipart_upload().bucket("bkt").key("small").upload_id(&id2).send().await),
+        "NoSuchUpload"
+    );
+    let r = s3
+        .upload_part()
+        .bucket("bkt")
+        .key("small")
+        .upload_id("deadbeef")
+        .part_number(1)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(code(r), "NoSuchUpload");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn complete_multipart_rejects_malformed_xml() {
+    let (server, s3) = start().await;
+    bucket(&s3, "bkt").await;
+    let id = s3.create_multipart_upload().bucket("bkt").key("k").send().await.unwrap().upload_id().unwrap().to_owned();
+    let query = format!("uploadId={id}");
+    let (status, body) = raw(&server, "POST", "/bkt/k", &query, b"<CompleteMultipartUpload><Part>".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("MalformedXML"), "{body}");
+    let (status, body) =
+        raw(&server, "POST", "/bkt/k", &query, b"<CompleteMultipartUpload></CompleteMultipartUpload>".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    // The upload is still there after the bad requests.
+    assert!(s3.list_parts().bucket("bkt").key("k").upload_id(&id).send().await.is_ok());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn authentication_and_anonymous_reads() {
+    let (server, s3) = start().await;
+    let public = server.config.buckets.public.clone();
+    let private = server.config.buckets.private.clone();
+    bucket(&s3, &public).await;
+    bucket(&s3, &private).await;
+    put(&s3, &public, "avatar", b"public bytes".to_vec()).await;
+    put(&s3, &private, "orig", b"secret bytes".to_vec()).await;
+
+    let wrong_secret = common::s3_client(&server.endpoint(), ACCESS_KEY, "not-the-secret").await;
+    assert_eq!(code(wrong_secret.list_buckets().send().await), "SignatureDoesNotMatch");
+    let unknown = common::s3_client(&server.endpoint(), "nobody", SECRET_KEY).await;
+    assert_eq!(code(unknown.list_buckets().send().await), "InvalidAccessKeyId");
+
+    let http = reqwest::Client::new();
+    let ep = server.endpoint();
+    let r = http.get(format!("{ep}/{public}/avatar")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"public bytes");
+    assert_eq!(http.head(format!("{ep}/{public}/avatar")).send().await.unwrap().status(), 200);
+    let r = http.get(format!("{ep}/{private}/orig")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("AccessDenied"));
+    assert_eq!(http.put(format!("{ep}/{public}/evil")).body("x").send().await.unwrap().status(), 403);
+    assert_eq!(http.delete(format!("{ep}/{public}/avatar")).send().await.unwrap().status(), 403);
+    assert_eq!(http.get(format!("{ep}/{public}")).send().await.unwrap().status(), 403);
+    assert_eq!(http.get(format!("{ep}/")).send().await.unwrap().status(), 403);
+
+    // Presigned URLs work for GET and PUT, and a tampered one does not.
+    let presign = PresigningConfig::expires_in(std::time::Duration::from_secs(300)).unwrap();
+    let url = s3.get_object().bucket(&private).key("orig").presigned(presign.clone()).await.unwrap().uri().to_owned();
+    assert_eq!(http.get(&url).send().await.unwrap().bytes().await.unwrap().as_ref(), b"secret bytes");
+    let tampered = url.replace("orig", "orig2");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+    let put_url = s3.put_object().bucket(&private).key("via-url").presigned(presign).await.unwrap().uri().to_owned();
+    assert_eq!(http.put(&put_url).body("presigned!").send().await.unwrap().status(), 200);
+    assert_eq!(get(&s3, &private, "via-url").await, b"presigned!");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn virtual_host_style() {
+    let (server, s3) = start().await;
+    let public = server.config.buckets.public.clone();
+    bucket(&s3, &public).await;
+    bucket(&s3, "vhost").await;
+    put(&s3, &public, "pic", b"vh public".to_vec()).await;
+    put(&s3, "vhost", "doc", b"vh private".to_vec()).await;
+    let ep = server.endpoint();
+    let port = ep.rsplit(':').next().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{ep}/pic")).header("host", format!("{public}.localhost:{port}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"vh public");
+    // Signed virtual-host request for a private bucket.
+    let host = format!("vhost.localhost:{port}");
+    let mut req = http.get(format!("{ep}/doc"));
+    for (k, v) in sign::headers("GET", &host, "/doc", "", b"", ACCESS_KEY, SECRET_KEY) {
+        req = req.header(k, v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"vh private");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_every_acknowledged_object() {
+    let mut server = TestServer::start(&[Role::S3]).await;
+    let s3 = server.s3().await;
+    bucket(&s3, "bkt").await;
+    let small = pattern(100, 1);
+    let big = pattern(2 * MIB, 2);
+    put(&s3, "bkt", "small", small.clone()).await;
+    put(&s3, "bkt", "big", big.clone()).await;
+    put(&s3, "bkt", "gone", b"x".to_vec()).await;
+    s3.delete_object().bucket("bkt").key("gone").send().await.unwrap();
+    let id = s3.create_multipart_upload().bucket("bkt").key("mp").send().await.unwrap().upload_id().unwrap().to_owned();
+    s3.upload_part()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(&id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    server.restart().await;
+    let s3 = server.s3().await;
+    assert_eq!(get(&s3, "bkt", "small").await, small);
+    assert_eq!(get(&s3, "bkt", "big").await, big);
+    assert_eq!(code(s3.get_object().bucket("bkt").key("gone").send().await), "NoSuchKey");
+    let parts = s3.list_parts().bucket("bkt").key("mp").upload_id(&id).send().await.unwrap();
+    assert_eq!(parts.parts().len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn start_sweeps_crash_leftovers() {
+    let server = TestServer::start(&[Role::S3]).await;
+    let s3 = server.s3().await;
+    bucket(&s3, "bkt").await;
+    let big = pattern(MIB, 4);
+    put(&s3, "bkt", "keep", big.clone()).await;
+    let TestServer { app, config, dir, roles } = server;
+    if let Some(app) = app {
+        app.shutdown().await;
+    }
+    // What a crash mid-upload leaves: a temp file and a blob no record names.
+    let root = dir.path().join("s3");
+    std::fs::write(root.join("tmp").join("partial"), b"half an upload").unwrap();
+    let orphan = root.join("blobs").join("ab").join("ab000000000000000000000000000000");
+    std::fs::write(&orphan, b"renamed but never recorded").unwrap();
+    let server = TestServer::start_with(config, dir, &roles).await;
+    assert!(!orphan.exists());
+    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    let s3 = server.s3().await;
+    assert_eq!(get(&s3, "bkt", "keep").await, big);
+    server.shutdown().await;
+}
