@@ -659,6 +659,7 @@ async fn bad_credentials_are_refused() {
 async fn signed_post(
     endpoint: &str,
     service: &str,
+    path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
     time: SystemTime,
@@ -675,7 +676,7 @@ async fn signed_post(
         .build()
         .unwrap()
         .into();
-    let url = format!("{endpoint}/");
+    let url = format!("{endpoint}{path}");
     let mut req = http::Request::post(&url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -711,6 +712,7 @@ async fn query(endpoint: &str, params: &[(&str, &str)]) -> (u16, String) {
     let (status, _, text) = signed_post(
         endpoint,
         "sqs",
+        "/",
         &[("content-type", "application/x-www-form-urlencoded")],
         body.into_bytes(),
         SystemTime::now(),
@@ -815,22 +817,22 @@ async fn malformed_expired_and_oversized_requests() {
     let ep = server.endpoint();
     let json_headers = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", "AmazonSQS.ListQueues")];
     let (status, headers, body) =
-        signed_post(&ep, "sqs", &json_headers, b"{not json".to_vec(), SystemTime::now()).await;
+        signed_post(&ep, "sqs", "/", &json_headers, b"{not json".to_vec(), SystemTime::now()).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("SerializationException"), "{body}");
     assert!(headers.contains_key("x-amzn-query-error"));
 
     let old = SystemTime::now() - Duration::from_secs(3600);
-    let (status, headers, _) = signed_post(&ep, "sqs", &json_headers, b"{}".to_vec(), old).await;
+    let (status, headers, _) = signed_post(&ep, "sqs", "/", &json_headers, b"{}".to_vec(), old).await;
     assert_eq!(status, 400);
     assert_eq!(headers["x-amzn-query-error"], "RequestExpired;Sender");
 
     let huge = vec![b' '; 4 * 1024 * 1024];
-    let (status, _, _) = signed_post(&ep, "sqs", &json_headers, huge, SystemTime::now()).await;
+    let (status, _, _) = signed_post(&ep, "sqs", "/", &json_headers, huge, SystemTime::now()).await;
     assert_eq!(status, 413);
 
     // The same request, well-formed and current, succeeds.
-    let (status, headers, _) = signed_post(&ep, "sqs", &json_headers, b"{}".to_vec(), SystemTime::now()).await;
+    let (status, headers, _) = signed_post(&ep, "sqs", "/", &json_headers, b"{}".to_vec(), SystemTime::now()).await;
     assert_eq!(status, 200);
     assert!(!headers.contains_key("x-amzn-query-error"));
     server.shutdown().await;
@@ -841,14 +843,48 @@ async fn sts_get_caller_identity() {
     let server = TestServer::start(&[Role::Sqs]).await;
     let body = b"Action=GetCallerIdentity&Version=2011-06-15".to_vec();
     let headers = [("content-type", "application/x-www-form-urlencoded")];
-    let (status, _, xml) = signed_post(&server.endpoint(), "sts", &headers, body, SystemTime::now()).await;
+    let (status, _, xml) = signed_post(&server.endpoint(), "sts", "/", &headers, body, SystemTime::now()).await;
     assert_eq!(status, 200, "{xml}");
     assert_eq!(xml_text(&xml, "Account").as_deref(), Some("000000000000"));
     assert_eq!(xml_text(&xml, "Arn").as_deref(), Some("arn:aws:iam::000000000000:root"));
 
     let body = b"Action=AssumeRole".to_vec();
-    let (status, _, xml) = signed_post(&server.endpoint(), "sts", &headers, body, SystemTime::now()).await;
+    let (status, _, xml) = signed_post(&server.endpoint(), "sts", "/", &headers, body, SystemTime::now()).await;
     assert_eq!(status, 400);
     assert_eq!(xml_text(&xml, "Code").as_deref(), Some("InvalidAction"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_to_the_queue_url_path() {
+    let (server, client) = server().await;
+    let url = create(&client, "by-path", &[]).await;
+    let ep = server.endpoint();
+    let path = "/000000000000/by-path";
+
+    // Query protocol, queue named only by the path.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("Action", "SendMessage"), ("MessageBody", "via query path")])
+        .finish();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, _, xml) = signed_post(&ep, "sqs", path, &form, body.into_bytes(), SystemTime::now()).await;
+    assert_eq!(status, 200, "{xml}");
+
+    // JSON protocol, likewise.
+    let json = [("content-type", "application/x-amz-json-1.0"), ("x-amz-target", "AmazonSQS.SendMessage")];
+    let body = br#"{"MessageBody":"via json path"}"#.to_vec();
+    let (status, _, text) = signed_post(&ep, "sqs", path, &json, body, SystemTime::now()).await;
+    assert_eq!(status, 200, "{text}");
+
+    let got = client.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let mut bodies: Vec<_> = got.messages.unwrap().into_iter().filter_map(|m| m.body).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["via json path", "via query path"]);
+
+    // A path naming another account's queue is not ours.
+    let body = br#"{"MessageBody":"x"}"#.to_vec();
+    let (status, headers, _) = signed_post(&ep, "sqs", "/111111111111/by-path", &json, body, SystemTime::now()).await;
+    assert_eq!(status, 400);
+    assert_eq!(headers["x-amzn-query-error"], "AWS.SimpleQueueService.NonExistentQueue;Sender");
     server.shutdown().await;
 }

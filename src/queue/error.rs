@@ -141,6 +141,10 @@ impl From<StoreError> for SqsError {
                 "Value {h} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not \
                  available for visibility timeout change."
             )),
+            StoreError::VisibilityTooLong => SqsError::invalid(
+                "Value for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message \
+                 is beyond the limit [43200 seconds]",
+            ),
             StoreError::NotInflight => SqsError::new(Code::MessageNotInflight, "The message is not in flight."),
             other => {
                 let at = std::panic::Location::caller();

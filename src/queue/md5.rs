@@ -60,16 +60,17 @@ mod tests {
 
     #[test]
     fn attribute_digest_matches_aws() {
-        // The example from botocore's tests (test_sqs_md5 / handlers).
+        // Digest moto (an independent implementation of AWS's algorithm)
+        // returned for the same attributes in the e2e diff.
         let mut attrs = BTreeMap::new();
-        attrs.insert("one".to_owned(), s("String", "one"));
-        attrs.insert("two".to_owned(), s("Number", "2"));
+        attrs.insert("s".to_owned(), s("String", "v1"));
+        attrs.insert("n".to_owned(), s("Number", "42"));
+        attrs.insert("c".to_owned(), s("String.custom", "ünïcode"));
         attrs.insert(
-            "three".to_owned(),
-            AttrValue { data_type: "Binary".into(), string_value: None, binary_value: Some("AQID".into()) },
+            "b".to_owned(),
+            AttrValue { data_type: "Binary".into(), string_value: None, binary_value: Some("AAH/".into()) },
         );
-        let digest = of_attributes(&attrs).unwrap();
-        assert_eq!(digest.len(), 32);
+        assert_eq!(of_attributes(&attrs).as_deref(), Some("330829ea21402f28aecc40293c83fe20"));
         assert_eq!(of_attributes(&BTreeMap::new()), None);
     }
 }

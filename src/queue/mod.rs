@@ -16,6 +16,7 @@ mod query;
 pub mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -47,6 +48,15 @@ pub struct Inner {
     /// Host for queue URLs when a request has no `Host` header.
     fallback_host: String,
     background: background::Background,
+    /// Set when the process begins shutting down: long polls return at once
+    /// so the listener's drain does not wait out their WaitTimeSeconds.
+    closing: AtomicBool,
+}
+
+impl Inner {
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
 }
 
 impl QueueService {
@@ -63,6 +73,7 @@ impl QueueService {
                 region: config.aws.region.clone(),
                 fallback_host: config.embedded_endpoint_url().trim_start_matches("http://").to_owned(),
                 background,
+                closing: AtomicBool::new(false),
             }),
         })
     }
@@ -108,6 +119,24 @@ impl QueueService {
                 Err(e) => query::respond("", Err(e), &request_id),
             }
         }
+    }
+
+    /// Ends every long poll now (with no messages) and every later one at
+    /// once; call when shutdown begins, before draining connections.
+    pub fn begin_shutdown(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
+        for q in self.inner.store.queues() {
+            q.notify.notify_waiters();
+        }
+    }
+
+    /// Calls [`Self::begin_shutdown`] when `shutdown` fires.
+    pub fn watch_shutdown(&self, mut shutdown: crate::shutdown::Shutdown) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            this.begin_shutdown();
+        });
     }
 
     /// Stops the background task and flushes outstanding writes; called on

@@ -40,7 +40,7 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
             return Ok(json!({ "Messages": messages }));
         }
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || ctx.svc.closing() {
             return Ok(json!({}));
         }
         let mut sleep = deadline - now;

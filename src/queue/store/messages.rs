@@ -8,6 +8,9 @@ use std::sync::Arc;
 use super::model::{self, DedupEntry, Handle, MsgState, StoredMessage};
 use super::{Queue, Store, StoreError, now_ms};
 
+/// A message may stay invisible for at most 12 hours after its first receive.
+const MAX_VISIBILITY_MS: u64 = 43_200 * 1000;
+
 /// FIFO deduplication window.
 const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
 
@@ -218,6 +221,9 @@ impl Store {
         };
         if !state.in_flight(now) {
             return Err(StoreError::NotInflight);
+        }
+        if now + secs * 1000 > state.first_receive + MAX_VISIBILITY_MS {
+            return Err(StoreError::VisibilityTooLong);
         }
         st.remove(h.seq);
         state.visible_at = now + secs * 1000;

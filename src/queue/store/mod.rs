@@ -41,6 +41,8 @@ pub enum StoreError {
     NotAvailable(String),
     #[error("message not in flight")]
     NotInflight,
+    #[error("visibility timeout beyond 12 hours from the first receive")]
+    VisibilityTooLong,
 }
 
 /// Milliseconds since the epoch.
@@ -353,5 +355,86 @@ impl Store {
 
     fn next_nonce(&self) -> u64 {
         self.next_nonce.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model::StoredMessage;
+    use super::*;
+
+    fn message(body: &str) -> StoredMessage {
+        StoredMessage {
+            id: body.to_owned(),
+            body: body.to_owned(),
+            attributes: Default::default(),
+            system_attributes: Default::default(),
+            md5_body: String::new(),
+            md5_attributes: None,
+            md5_system: None,
+            sent_at: 0,
+            sender_id: "0".into(),
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
+            dlq_source_arn: None,
+        }
+    }
+
+    fn attributes(retention: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("MessageRetentionPeriod".to_owned(), retention.to_owned())])
+    }
+
+    const ONE: ReceiveOptions = ReceiveOptions { max: 1, visibility_ms: Some(60_000) };
+
+    #[test]
+    fn retention_expiry_drops_old_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "arn:".into()).unwrap();
+        store.create_queue("q", attributes("60"), BTreeMap::new()).unwrap();
+        let q = store.queue("q").unwrap();
+        store.send(&q, message("old"), 0).unwrap();
+        assert_eq!(store.expire(now_ms()).unwrap(), 0);
+        assert_eq!(store.expire(now_ms() + 61_000).unwrap(), 1);
+        let (got, _) = store.receive(&q, ONE).unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn index_is_rebuilt_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), "arn:".into()).unwrap();
+            store.create_queue("q", attributes("600"), BTreeMap::new()).unwrap();
+            let q = store.queue("q").unwrap();
+            store.send(&q, message("a"), 0).unwrap();
+            store.send(&q, message("b"), 0).unwrap();
+            let (got, _) = store.receive(&q, ONE).unwrap();
+            assert_eq!(got[0].message.body, "a");
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), "arn:".into()).unwrap();
+        let q = store.queue("q").expect("queue survives");
+        assert_eq!(store.counts(&q).unwrap(), (1, 1, 0), "a stays in flight, b visible");
+        let (got, _) = store.receive(&q, ONE).unwrap();
+        assert_eq!(got[0].message.body, "b");
+        assert_eq!(got[0].receive_count, 1);
+    }
+
+    #[test]
+    fn handles_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "arn:".into()).unwrap();
+        store.create_queue("q", attributes("600"), BTreeMap::new()).unwrap();
+        store.create_queue("other", attributes("600"), BTreeMap::new()).unwrap();
+        let (q, other) = (store.queue("q").unwrap(), store.queue("other").unwrap());
+        store.send(&q, message("a"), 0).unwrap();
+        let (got, _) = store.receive(&q, ONE).unwrap();
+        let handle = &got[0].handle;
+        assert!(matches!(store.delete(&other, handle), Err(StoreError::InvalidHandle(_))));
+        assert!(matches!(store.delete(&q, "nonsense"), Err(StoreError::InvalidHandle(_))));
+        assert!(matches!(store.change_visibility(&q, handle, 43_201), Err(StoreError::VisibilityTooLong)));
+        assert!(store.delete(&q, handle).unwrap());
+        assert!(!store.delete(&q, handle).unwrap(), "a second delete is a no-op");
     }
 }
