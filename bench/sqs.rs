@@ -193,8 +193,7 @@ fn main() {
     let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
 
     let dir = tempfile::Builder::new().prefix("sqs-bench").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let mut config = crunchbox::config::Config::default();
-    config.data_dir = dir.path().to_owned();
+    let mut config = crunchbox::config::Config { data_dir: dir.path().to_owned(), ..Default::default() };
     config.aws.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let app =
         server_rt.block_on(crunchbox::app::start(config, &[crunchbox::cli::Role::Sqs])).expect("crunchbox starts");

@@ -888,3 +888,40 @@ async fn requests_to_the_queue_url_path() {
     assert_eq!(headers["x-amzn-query-error"], "AWS.SimpleQueueService.NonExistentQueue;Sender");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn presigned_query_requests() {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let (server, client) = server().await;
+    create(&client, "presigned", &[]).await;
+    let presign = |secret: &'static str| {
+        let identity = aws_credential_types::Credentials::new(ACCESS_KEY, secret, None, None, "test").into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(Duration::from_secs(300));
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("sqs")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let url = format!("{}/?Action=ListQueues&Version=2012-11-05", server.endpoint());
+        let signable = SignableRequest::new("GET", &url, std::iter::empty(), SignableBody::Bytes(&[])).unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut req = http::Request::get(&url).body(()).unwrap();
+        instructions.apply_to_request_http1x(&mut req);
+        req.uri().to_string()
+    };
+    let resp = reqwest::get(presign(SECRET_KEY)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let xml = resp.text().await.unwrap();
+    assert!(xml.contains("/000000000000/presigned</QueueUrl>"), "{xml}");
+    let resp = reqwest::get(presign("wrong")).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(xml_text(&resp.text().await.unwrap(), "Code").as_deref(), Some("SignatureDoesNotMatch"));
+    server.shutdown().await;
+}
