@@ -52,7 +52,7 @@ impl Store {
         {
             return Ok(SendOutcome { message_id: e.message_id.clone(), sequence_number: e.sequence_number.clone() });
         }
-        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let seq = self.alloc_seq()?;
         msg.sent_at = now;
         if st.settings.fifo {
             msg.sequence_number = Some(format!("{seq:020}"));
@@ -131,7 +131,7 @@ impl Store {
                 && state.receive_count >= *max
             {
                 message.dlq_source_arn = Some(format!("{}{}", self.arn_prefix, q.name));
-                let new_seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let new_seq = self.alloc_seq()?;
                 let body = serde_json::to_vec(&message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let moved_state = MsgState { visible_at: now, ..state.clone() };
                 let mut batch = sled::Batch::default();

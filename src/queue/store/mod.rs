@@ -45,6 +45,11 @@ pub enum StoreError {
     VisibilityTooLong,
 }
 
+/// Sequence numbers are reserved in blocks of this size (see `alloc_seq`).
+const SEQ_BLOCK: u64 = 1 << 16;
+/// Where the end of the current block is kept (outside every scanned prefix).
+const SEQ_MARK_KEY: &[u8] = b"zseq";
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -135,6 +140,8 @@ pub struct Store {
     /// Sequence numbers are global so a redrive can number a message for
     /// its new queue without taking that queue's lock.
     next_seq: AtomicU64,
+    /// End of the block of sequence numbers recorded on disk.
+    seq_mark: Mutex<u64>,
     next_nonce: AtomicU64,
     /// `arn:aws:sqs:REGION:ACCOUNT:`, for DeadLetterQueueSourceArn.
     arn_prefix: String,
@@ -170,6 +177,7 @@ impl Store {
             queues: RwLock::new(BTreeMap::new()),
             committer,
             next_seq: AtomicU64::new(1),
+            seq_mark: Mutex::new(0),
             next_nonce: AtomicU64::new(u64::from_le_bytes(seed) >> 1),
             arn_prefix,
         };
@@ -213,7 +221,8 @@ impl Store {
             }
         }
         self.tree.apply_batch(orphans)?;
-        self.next_seq.store(max_seq + 1, Ordering::SeqCst);
+        let mark = self.tree.get(SEQ_MARK_KEY)?.and_then(|v| v.as_ref().try_into().ok()).map(u64::from_be_bytes);
+        self.next_seq.store((max_seq + 1).max(mark.unwrap_or(1)), Ordering::SeqCst);
         let mut queues = self.queues.write().unwrap_or_else(|p| p.into_inner());
         for (_, st) in by_id {
             let q = Queue::new(st.meta.clone());
@@ -353,6 +362,20 @@ impl Store {
         Ok(dropped)
     }
 
+    /// The next sequence number. Entering a new block of numbers first
+    /// records the block's end, so after a restart numbering resumes past
+    /// every number handed out, even of messages deleted since.
+    fn alloc_seq(&self) -> Result<u64, StoreError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let mut mark = self.seq_mark.lock().unwrap_or_else(|p| p.into_inner());
+        if seq >= *mark {
+            let end = seq + SEQ_BLOCK;
+            self.tree.insert(SEQ_MARK_KEY, &end.to_be_bytes())?;
+            *mark = end;
+        }
+        Ok(seq)
+    }
+
     fn next_nonce(&self) -> u64 {
         self.next_nonce.fetch_add(1, Ordering::Relaxed)
     }
@@ -436,5 +459,29 @@ mod tests {
         assert!(matches!(store.change_visibility(&q, handle, 43_201), Err(StoreError::VisibilityTooLong)));
         assert!(store.delete(&q, handle).unwrap());
         assert!(!store.delete(&q, handle).unwrap(), "a second delete is a no-op");
+    }
+
+    #[test]
+    fn sequence_numbers_never_repeat_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = BTreeMap::from([("FifoQueue".to_owned(), "true".to_owned())]);
+        let first = {
+            let store = Store::open(dir.path(), "arn:".into()).unwrap();
+            store.create_queue("q.fifo", fifo, BTreeMap::new()).unwrap();
+            let q = store.queue("q.fifo").unwrap();
+            let mut m = message("a");
+            m.group_id = Some("g".into());
+            let out = store.send(&q, m, 0).unwrap();
+            let (got, _) = store.receive(&q, ONE).unwrap();
+            assert!(store.delete(&q, &got[0].handle).unwrap());
+            store.flush().unwrap();
+            out.sequence_number.unwrap()
+        };
+        let store = Store::open(dir.path(), "arn:".into()).unwrap();
+        let q = store.queue("q.fifo").unwrap();
+        let mut m = message("b");
+        m.group_id = Some("g".into());
+        let second = store.send(&q, m, 0).unwrap().sequence_number.unwrap();
+        assert!(second > first, "{second} after {first}");
     }
 }

@@ -9,6 +9,7 @@
 //! | `b` queue id, seq | [`StoredMessage`] (JSON; written once) |
 //! | `s` queue id, seq | [`MsgState`] (binary; rewritten on every receive) |
 //! | `d` queue id, dedup id | [`DedupEntry`] (JSON; FIFO's 5-minute window) |
+//! | `zseq` | end of the reserved block of sequence numbers |
 //!
 //! Queue ids and sequence numbers are big-endian so sled's order is theirs.
 
