@@ -5,7 +5,8 @@
 //!   cargo bench --bench sqs
 //!
 //! Four shapes: 1 and 16 concurrent producer/consumer pairs, messages sent,
-//! received and deleted one at a time or in batches of 10. Both servers get
+//! received and deleted one at a time or in batches of 10. The loop is
+//! closed (producers stay a few batches ahead), so queues stay short. Both servers get
 //! the same load generator: reqwest speaking the JSON protocol, signed with
 //! aws-sigv4. crunchbox runs in-process on its own runtime (so its flush
 //! counter can be read); moto runs as `e2e/.venv/bin/moto_server`. Also
@@ -27,6 +28,8 @@ const SECRET: &str = "crunchbox-secret";
 const WARMUP: Duration = Duration::from_millis(500);
 const RUN: Duration = Duration::from_millis(3000);
 const SHAPES: [(usize, usize); 4] = [(1, 1), (1, 10), (16, 1), (16, 10)];
+/// How many batches per pair producers may run ahead of consumers.
+const BACKLOG_BATCHES: usize = 4;
 
 /// A lean JSON-protocol SQS client.
 #[derive(Clone)]
@@ -122,13 +125,20 @@ async fn measure(sqs: &Sqs, queue: &str, pairs: usize, batch: usize, wait: u64) 
     let url = created["QueueUrl"].as_str().ok_or("no QueueUrl")?.to_owned();
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // Closed loop: producers stay at most BACKLOG_BATCHES batches per pair
+    // ahead of the consumers, so the queue stays short, as in the pipeline.
+    let backlog = Arc::new(tokio::sync::Semaphore::new(BACKLOG_BATCHES * pairs * batch));
     let mut tasks = Vec::new();
     for p in 0..pairs {
-        let (psqs, purl, pstop) = (sqs.clone(), url.clone(), Arc::clone(&stop));
+        let (psqs, purl, pstop, pbacklog) = (sqs.clone(), url.clone(), Arc::clone(&stop), Arc::clone(&backlog));
         tasks.push(tokio::spawn(async move {
-            let (sqs, url, stop) = (psqs, purl, pstop);
+            let (sqs, url, stop, backlog) = (psqs, purl, pstop, pbacklog);
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(100), backlog.acquire_many(batch as u32)).await {
+                    Ok(Ok(permit)) => permit.forget(),
+                    _ => continue,
+                }
                 let r = if batch == 1 {
                     sqs.call("SendMessage", json!({"QueueUrl": url, "MessageBody": format!("m-{p}-{i}")})).await
                 } else {
@@ -143,8 +153,9 @@ async fn measure(sqs: &Sqs, queue: &str, pairs: usize, batch: usize, wait: u64) 
             Ok::<(), String>(())
         }));
         let (csqs, curl, cstop, cdone) = (sqs.clone(), url.clone(), Arc::clone(&stop), Arc::clone(&done));
+        let cbacklog = Arc::clone(&backlog);
         tasks.push(tokio::spawn(async move {
-            let (sqs, url, stop, done) = (csqs, curl, cstop, cdone);
+            let (sqs, url, stop, done, backlog) = (csqs, curl, cstop, cdone, cbacklog);
             while !stop.load(Ordering::Relaxed) {
                 let got = sqs
                     .call(
@@ -173,6 +184,7 @@ async fn measure(sqs: &Sqs, queue: &str, pairs: usize, batch: usize, wait: u64) 
                     sqs.call("DeleteMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await?;
                 }
                 done.fetch_add(handles.len() as u64, Ordering::Relaxed);
+                backlog.add_permits(handles.len());
             }
             Ok(())
         }));
