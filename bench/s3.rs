@@ -1,0 +1,283 @@
+//! S3 PUT/GET throughput and latency: crunchbox's embedded S3 (durable:
+//! fsync before every acknowledgement) against s3s-fs 0.14.1 (the s3s
+//! reference backend, which does not fsync), side by side on loopback.
+//!
+//!   cargo bench --bench s3
+//!
+//! Both servers run as separate processes with the same credentials; the
+//! load generator is a lean reqwest client signing SigV4 by hand with
+//! `UNSIGNED-PAYLOAD`, so neither side pays for payload hashing on the
+//! client and the generator stays cheap. s3s-fs is installed on first use
+//! into $CRUNCHBOX_TOOLS (default ~/.cache/crunchbox-tools).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+const ACCESS: &str = "crunchbox";
+const SECRET: &str = "crunchbox-secret";
+const BUCKET: &str = "bench";
+/// Wall time per measured run (after a short warm-up).
+const RUN: Duration = Duration::from_millis(3500);
+const WARMUP: Duration = Duration::from_millis(400);
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on port {port} did not start");
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("CRUNCHBOX_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/crunchbox-tools")
+    })
+}
+
+fn s3s_fs_binary() -> PathBuf {
+    let tools = tools_dir();
+    let bin = tools.join("bin").join("s3s-fs");
+    if !bin.exists() {
+        eprintln!("installing s3s-fs 0.14.1 into {} (one-time)", tools.display());
+        let status = Command::new("cargo")
+            .args(["install", "s3s-fs", "--version", "0.14.1", "--features", "binary", "--locked", "--root"])
+            .arg(&tools)
+            .env("CARGO_TARGET_DIR", tools.join("target"))
+            .status()
+            .expect("run cargo install");
+        assert!(status.success(), "cargo install s3s-fs failed");
+    }
+    bin
+}
+
+fn start_crunchbox() -> Server {
+    let dir = tempfile::tempdir_in(bench_root()).expect("tempdir");
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crunchbox"));
+    // Cargo exports build-script variables (CRUNCHBOX_GIT_COMMIT, ...) to
+    // benches; they are not config keys, so keep them from the server.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CRUNCHBOX_") {
+            cmd.env_remove(key);
+        }
+    }
+    let child = cmd
+        .args(["serve", "--roles", "s3", "--data-dir"])
+        .arg(dir.path())
+        .env("CRUNCHBOX_AWS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start crunchbox");
+    wait_port(port);
+    Server { name: "crunchbox", child, endpoint: format!("127.0.0.1:{port}"), _dir: dir }
+}
+
+fn start_s3s_fs() -> Server {
+    let dir = tempfile::tempdir_in(bench_root()).expect("tempdir");
+    let port = free_port();
+    let child = Command::new(s3s_fs_binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS, "--secret-key", SECRET])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start s3s-fs");
+    wait_port(port);
+    Server { name: "s3s-fs", child, endpoint: format!("127.0.0.1:{port}"), _dir: dir }
+}
+
+/// Data dirs live on the same disk as the project (not tmpfs), so fsync is real.
+fn bench_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-s3");
+    let _ = std::fs::create_dir_all(&root);
+    root
+}
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// SigV4 header auth with an unsigned payload, as S3 clients send over TLS.
+fn signed(client: &reqwest::Client, method: reqwest::Method, host: &str, path: &str) -> reqwest::RequestBuilder {
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+    let amz_date = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
+    let payload = "UNSIGNED-PAYLOAD";
+    let headers = format!("host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n");
+    let signed_headers = "host;x-amz-content-sha256;x-amz-date";
+    let canonical = format!("{method}\n{path}\n\n{headers}\n{signed_headers}\n{payload}");
+    let scope = format!("{date}/us-east-1/s3/aws4_request");
+    let to_sign =
+        format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let mut key = hmac(format!("AWS4{SECRET}").as_bytes(), &date);
+    for part in ["us-east-1", "s3", "aws4_request"] {
+        key = hmac(&key, part);
+    }
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={ACCESS}/{scope}, SignedHeaders={signed_headers}, Signature={}",
+        hex::encode(hmac(&key, &to_sign))
+    );
+    client
+        .request(method, format!("http://{host}{path}"))
+        .header("x-amz-date", amz_date)
+        .header("x-amz-content-sha256", payload)
+        .header("authorization", auth)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Put,
+    Get,
+}
+
+struct Stats {
+    ops_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+/// Runs `op` with `concurrency` workers for `RUN`; GET worker `w` reads the
+/// keys `0..keys` that PUT worker `w` wrote in the run before.
+async fn measure(host: &str, op: Op, size: usize, concurrency: usize, keys: usize) -> (Stats, usize) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().expect("client");
+    let body = bytes::Bytes::from(vec![0x5au8; size]);
+    let host: Arc<str> = host.into();
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    let measure_from = started + WARMUP;
+    let until = measure_from + RUN;
+    for worker in 0..concurrency {
+        let (client, body, host) = (client.clone(), body.clone(), Arc::clone(&host));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut i = 0usize;
+            let mut written = 0usize;
+            while Instant::now() < until {
+                let key = match op {
+                    Op::Put => format!("/{BUCKET}/s{size}-w{worker}-{i}"),
+                    Op::Get => format!("/{BUCKET}/s{size}-w{worker}-{}", i % keys.max(1)),
+                };
+                let t = Instant::now();
+                let ok = match op {
+                    Op::Put => signed(&client, reqwest::Method::PUT, &host, &key)
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    Op::Get => match signed(&client, reqwest::Method::GET, &host, &key).send().await {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok_and(|b| b.len() == size),
+                        _ => false,
+                    },
+                };
+                if t >= measure_from {
+                    lat.push(t.elapsed());
+                }
+                if !ok {
+                    errors += 1;
+                }
+                written += 1;
+                i += 1;
+            }
+            (lat, errors, written)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut per_worker_written = usize::MAX;
+    for t in tasks {
+        let (l, e, w) = t.await.expect("worker");
+        lat.extend(l);
+        errors += e;
+        per_worker_written = per_worker_written.min(w);
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let stats = Stats { ops_per_s: lat.len() as f64 / RUN.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors };
+    (stats, per_worker_written)
+}
+
+async fn create_bucket(host: &str) {
+    let client = reqwest::Client::new();
+    let r = signed(&client, reqwest::Method::PUT, host, &format!("/{BUCKET}")).send().await.expect("create bucket");
+    assert!(r.status().is_success(), "create bucket on {host}: {}", r.status());
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let servers = [start_crunchbox(), start_s3s_fs()];
+    rt.block_on(async {
+        for s in &servers {
+            create_bucket(&s.endpoint).await;
+        }
+        println!("S3 benchmark: crunchbox (fsync before ack) vs s3s-fs 0.14.1 (no fsync), {:?} per run", RUN);
+        println!(
+            "{:<4} {:>6} {:>4} | {:>22} | {:>22} | {:>9}",
+            "op", "size", "conc", "crunchbox ops/s p50/p99ms", "s3s-fs ops/s p50/p99ms", "ratio"
+        );
+        for (size, label) in [(4096, "4KiB"), (1 << 20, "1MiB")] {
+            for concurrency in [1, 32] {
+                let mut written = [0usize; 2];
+                for op in [Op::Put, Op::Get] {
+                    let mut results = Vec::new();
+                    for (i, s) in servers.iter().enumerate() {
+                        let (stats, w) = measure(&s.endpoint, op, size, concurrency, written[i]).await;
+                        if op == Op::Put {
+                            written[i] = w;
+                        }
+                        results.push(stats);
+                    }
+                    let cell = |s: &Stats| format!("{:>8.0} {:>6.2}/{:>6.2}", s.ops_per_s, s.p50_ms, s.p99_ms);
+                    let ratio = results[0].ops_per_s / results[1].ops_per_s.max(1e-9);
+                    let errs = results.iter().map(|s| s.errors).sum::<usize>();
+                    println!(
+                        "{:<4} {:>6} {:>4} | {:>22} | {:>22} | {:>8.2}x{}",
+                        if op == Op::Put { "PUT" } else { "GET" },
+                        label,
+                        concurrency,
+                        cell(&results[0]),
+                        cell(&results[1]),
+                        ratio,
+                        if errs > 0 { format!("  ({errs} errors)") } else { String::new() }
+                    );
+                }
+            }
+        }
+        for s in &servers {
+            eprintln!("({} at {})", s.name, s.endpoint);
+        }
+    });
+}

@@ -1,0 +1,153 @@
+//! Starts the chosen roles and ties their lifetimes together.
+
+use std::net::SocketAddr;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::cli::Role;
+use crate::clients::Clients;
+use crate::config::{Config, Driver};
+use crate::endpoint::{Endpoint, sts::Sts};
+use crate::provision::{self, ProvisionError};
+use crate::queue::{QueueError, QueueService};
+use crate::s3compat::{self, S3CompatError};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::{web, worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind { addr: SocketAddr, key: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    S3(#[from] S3CompatError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+}
+
+/// A running set of roles. Tests start one in-process on ephemeral ports.
+pub struct App {
+    /// Where the embedded S3 + SQS listen, if those roles run.
+    pub aws_addr: Option<SocketAddr>,
+    /// Where the web role listens, if it runs.
+    pub web_addr: Option<SocketAddr>,
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<()>,
+    queue: Option<QueueService>,
+}
+
+/// Binds every listener the roles need and starts them.
+pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
+    let (trigger, shutdown) = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    let has = |r: Role| roles.contains(&r);
+
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
+
+    let mut aws_addr = None;
+    let mut queue = None;
+    if has(Role::S3) || has(Role::Sqs) {
+        let s3 = if has(Role::S3) { Some(s3compat::service(&config)?) } else { None };
+        let sqs = if has(Role::Sqs) { Some(QueueService::open(&config)?) } else { None };
+        queue = sqs.clone();
+        let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config) };
+        let listener = bind(config.aws.listen, "aws.listen").await?;
+        aws_addr = listener.local_addr().ok();
+        tasks.spawn(crate::listener::serve(
+            "aws",
+            listener,
+            move |req| {
+                let endpoint = endpoint.clone();
+                async move { endpoint.handle(req).await }
+            },
+            shutdown.clone(),
+        ));
+    }
+
+    let mut web_addr = None;
+    if has(Role::Web) || has(Role::Worker) {
+        let endpoint_url = match aws_addr {
+            Some(addr) => format!("http://{addr}"),
+            None => config.embedded_endpoint_url(),
+        };
+        let clients = Clients::new(&config, &endpoint_url).await;
+        // Embedded mode owns its resources and creates them; in aws mode
+        // they are provisioned explicitly and only checked here.
+        let queues = match config.driver {
+            Driver::Embedded => provision::ensure(&clients, &config).await?.0,
+            Driver::Aws => provision::check(&clients, &config).await?,
+        };
+        if has(Role::Web) {
+            let settings = web::Settings::new(&config, queues.queue_url.clone(), queues.dlq_url.clone());
+            let router = web::router(web::WebState { clients: clients.clone(), settings: Arc::new(settings) });
+            let listener = bind(config.web.listen, "web.listen").await?;
+            web_addr = listener.local_addr().ok();
+            tasks.spawn(crate::listener::serve(
+                "web",
+                listener,
+                move |req| {
+                    let router = router.clone();
+                    async move {
+                        match router.oneshot(req).await {
+                            Ok(resp) => resp,
+                            Err(never) => match never {},
+                        }
+                    }
+                },
+                shutdown.clone(),
+            ));
+        }
+        if has(Role::Worker) {
+            let settings = worker::Settings::new(&config, queues.queue_url, queues.dlq_url);
+            tasks.spawn(worker::run(clients, settings, shutdown.clone()));
+        }
+    }
+
+    Ok(App { aws_addr, web_addr, trigger, tasks, queue })
+}
+
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, key, source })
+}
+
+impl App {
+    /// Stops accepting, lets in-flight work finish, flushes storage.
+    pub async fn shutdown(mut self) {
+        self.trigger.trigger();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(queue) = &self.queue
+            && let Err(e) = queue.close().await
+        {
+            tracing::error!(error = %e, "queue flush on shutdown failed");
+        }
+    }
+}
+
+/// `crunchbox serve`: start, print where everything is, run until a signal.
+pub async fn run(config: Config, roles: Vec<Role>) -> Result<(), AppError> {
+    let app = start(config.clone(), &roles).await?;
+    crate::banner::print(&config, &app);
+    crate::shutdown::signal().await;
+    tracing::info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+/// `crunchbox provision`: creates what is missing and says what it did.
+pub async fn provision(config: Config) -> Result<(), AppError> {
+    let endpoint_url = config.embedded_endpoint_url();
+    let clients = Clients::new(&config, &endpoint_url).await;
+    let (_, report) = provision::ensure(&clients, &config).await?;
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Where an upload's pieces live, shared by the web role and the worker.
+//!
+//! The status of an upload is derived from S3 alone, so web tiers stay
+//! stateless: the original in the private bucket means *pending*, a failure
+//! record beside it means *failed*, the default variant in the public bucket
+//! means *ready* (the worker writes it last).
+
+use std::fmt;
+
+use crate::crunch::VariantName;
+
+/// A validated upload id: 128 random bits as 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AvatarId(String);
+
+impl AvatarId {
+    /// A fresh id from the OS's random source.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let (hi, lo) = (getrandom::u64()?, getrandom::u64()?);
+        Ok(Self(format!("{hi:016x}{lo:016x}")))
+    }
+
+    /// Accepts exactly 32 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Key of the untrusted original in the private bucket.
+    pub fn original_key(&self) -> String {
+        format!("originals/{}", self.0)
+    }
+
+    /// Key of the failure record (JSON) in the private bucket.
+    pub fn failure_key(&self) -> String {
+        format!("failed/{}", self.0)
+    }
+
+    /// Key of a variant in the public bucket; also its path under `/a/`.
+    pub fn variant_key(&self, variant: VariantName) -> String {
+        format!("{}{}", self.0, variant.suffix())
+    }
+}
+
+impl fmt::Display for AvatarId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Splits a `/a/` path segment (`{id}`, `{id}_small`, `{id}_large`).
+pub fn parse_variant_path(segment: &str) -> Option<(AvatarId, VariantName)> {
+    VariantName::ALL.iter().rev().find_map(|&v| {
+        let id = segment.strip_suffix(v.suffix())?;
+        // The default variant has an empty suffix: demand an exact id.
+        Some((AvatarId::parse(id)?, v))
+    })
+}
+
+/// The failure record the worker writes for a permanent failure.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FailureRecord {
+    /// Short machine code (`too_many_pixels`, `dead_lettered`, …).
+    pub reason: String,
+    /// Human text.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_32_hex() {
+        let id = AvatarId::generate().unwrap();
+        assert!(AvatarId::parse(id.as_str()).is_some());
+        assert!(AvatarId::parse("../../etc/passwd").is_none());
+        assert!(AvatarId::parse(&"A".repeat(32)).is_none());
+        assert_ne!(id, AvatarId::generate().unwrap());
+    }
+
+    #[test]
+    fn variant_paths() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(parse_variant_path(id).map(|(_, v)| v), Some(VariantName::Default));
+        assert_eq!(parse_variant_path(&format!("{id}_small")).map(|(_, v)| v), Some(VariantName::Small));
+        assert_eq!(parse_variant_path(&format!("{id}_large")).map(|(_, v)| v), Some(VariantName::Large));
+        assert!(parse_variant_path(&format!("{id}_huge")).is_none());
+        assert!(parse_variant_path("short_small").is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! The one embedded AWS listener (`aws.listen`): S3, SQS and STS on one port.
+//!
+//! Requests are told apart the way AWS's own front ends would if they shared
+//! a host: by the service in the SigV4 credential scope (`s3`, `sqs`, `sts`),
+//! then by `X-Amz-Target` / `Action`. Unsigned requests are S3 (anonymous
+//! reads of the public bucket) unless they are plainly SQS-shaped, in which
+//! case SQS answers with its own authentication error.
+
+pub mod sigv4;
+pub mod sts;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::queue::QueueService;
+
+/// Which embedded service a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    S3,
+    Sqs,
+    Sts,
+}
+
+/// The services behind the listener; a role that is not running is `None`.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub s3: Option<s3s::service::S3Service>,
+    pub sqs: Option<QueueService>,
+    pub sts: sts::Sts,
+}
+
+impl Endpoint {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        match target_of(req.headers(), req.uri()) {
+            Target::S3 => match &self.s3 {
+                Some(s3) => match s3.call(req.map(s3s::Body::from)).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::error!(error = ?e, "s3 service failed");
+                        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                    }
+                },
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "the s3 role is not running in this process"),
+            },
+            Target::Sqs => match &self.sqs {
+                Some(sqs) => sqs.handle(req).await,
+                None => plain(StatusCode::SERVICE_UNAVAILABLE, "the sqs role is not running in this process"),
+            },
+            Target::Sts => self.sts.handle(req).await,
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<s3s::Body> {
+    let mut resp = Response::new(s3s::Body::from(Bytes::from_static(text.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Picks the service from the SigV4 credential scope (header or presigned
+/// query), falling back to the request's shape when it is unsigned.
+pub fn target_of(headers: &HeaderMap, uri: &http::Uri) -> Target {
+    let scope_service = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split_once("Credential=").map(|(_, rest)| rest))
+        .and_then(|cred| service_in_credential(cred.split([',', ' ']).next().unwrap_or("")))
+        .or_else(|| {
+            uri.query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "X-Amz-Credential")
+                    .and_then(|(_, v)| service_in_credential(&v).map(|s| s.into_owned()).map(Into::into))
+            })
+        });
+    match scope_service.as_deref() {
+        Some("sqs") => Target::Sqs,
+        Some("sts") => Target::Sts,
+        Some(_) => Target::S3,
+        None => {
+            let is_sqs_json =
+                headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("AmazonSQS."));
+            if is_sqs_json { Target::Sqs } else { Target::S3 }
+        }
+    }
+}
+
+/// `AKID/20260101/us-east-1/sqs/aws4_request` → `sqs`.
+fn service_in_credential(cred: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let mut parts = cred.rsplit('/');
+    let terminator = parts.next()?;
+    let service = parts.next()?;
+    (terminator == "aws4_request").then(|| service.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn dispatches_by_credential_scope() {
+        let uri: http::Uri = "/".parse().unwrap();
+        let auth = |svc: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/{svc}/aws4_request, SignedHeaders=host, Signature=00"
+            )
+        };
+        assert_eq!(target_of(&headers(&[("authorization", &auth("sqs"))]), &uri), Target::Sqs);
+        assert_eq!(target_of(&headers(&[("authorization", &auth("sts"))]), &uri), Target::Sts);
+        assert_eq!(target_of(&headers(&[("authorization", &auth("s3"))]), &uri), Target::S3);
+    }
+
+    #[test]
+    fn presigned_query_and_unsigned_requests() {
+        let uri: http::Uri =
+            "/q?X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fsqs%2Faws4_request&Action=ListQueues".parse().unwrap();
+        assert_eq!(target_of(&HeaderMap::new(), &uri), Target::Sqs);
+        let root: http::Uri = "/bucket/key".parse().unwrap();
+        assert_eq!(target_of(&HeaderMap::new(), &root), Target::S3);
+        assert_eq!(target_of(&headers(&[("x-amz-target", "AmazonSQS.ListQueues")]), &root), Target::Sqs);
+    }
+}

@@ -1,0 +1,92 @@
+//! The accept loop shared by every HTTP listener: per-connection tasks,
+//! a header-read timeout (slowloris clients are dropped), a request id per
+//! request, and graceful shutdown that finishes in-flight requests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::shutdown::Shutdown;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// A request id unique within this process, sent back as `x-request-id`.
+fn next_request_id() -> String {
+    format!("{:016x}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Serves `handler` on `listener` until `shutdown` fires, then drains.
+pub async fn serve<H, F, B>(name: &'static str, listener: TcpListener, handler: H, mut shutdown: Shutdown)
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let handler = Arc::new(handler);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = Arc::clone(&handler);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let handler = Arc::clone(&handler);
+            let id = next_request_id();
+            let span = tracing::info_span!("request", listener = name, id = %id, method = %req.method(), path = %req.uri().path());
+            async move {
+                let started = std::time::Instant::now();
+                let mut resp = handler(req).await;
+                tracing::debug!(
+                    status = resp.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "done"
+                );
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    resp.headers_mut().insert("x-request-id", v);
+                }
+                Ok::<_, Infallible>(resp)
+            }
+            .instrument(span)
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!(listener = name, "draining connections");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = name, "drain timed out; closing remaining connections");
+    }
+}

@@ -1,0 +1,56 @@
+//! Thin shell: parse flags, load configuration, run the chosen command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crunchbox::cli::{Cli, Command, CommonArgs};
+use crunchbox::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crunch(args) => {
+            crunchbox::logging::init(Default::default());
+            finish(crunchbox::crunch::cli::run(&args).map_err(Into::into))
+        }
+        Command::Serve(args) => match load(&args.common) {
+            Ok(config) => finish(block_on(crunchbox::app::run(config, args.roles))),
+            Err(code) => code,
+        },
+        Command::Provision(common) => match load(&common) {
+            Ok(config) => finish(block_on(crunchbox::app::provision(config))),
+            Err(code) => code,
+        },
+    }
+}
+
+/// Loads the layered configuration; a bad value is a one-line error, exit 2.
+fn load(common: &CommonArgs) -> Result<Config, ExitCode> {
+    match Config::load(common.config.as_deref(), common.overrides()) {
+        Ok(config) => {
+            crunchbox::logging::init(config.log_format);
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("crunchbox: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn block_on<E: Into<BoxError>>(fut: impl Future<Output = Result<(), E>>) -> Result<(), BoxError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(fut).map_err(Into::into)
+}
+
+fn finish(result: Result<(), BoxError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crunchbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

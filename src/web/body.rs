@@ -1,0 +1,107 @@
+//! Streams a request body into the SDK without buffering it.
+//!
+//! The SDK wants a `Send + Sync` body; hyper's is only `Send`. A small pump
+//! task forwards chunks through a channel and enforces the byte budget as
+//! they flow, so an oversized or lying upload fails mid-stream and the
+//! S3 PUT is aborted instead of stored.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
+
+/// Why a streamed body stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is longer than {0} bytes")]
+    TooLong(u64),
+    #[error("the body ended after {got} of {expected} bytes")]
+    TooShort { got: u64, expected: u64 },
+    #[error("reading the body failed: {0}")]
+    Read(String),
+}
+
+/// The receiving end, handed to the SDK as the PutObject body.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+    len: u64,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Starts pumping `prefix` then `rest` into a [`ChannelBody`] of exactly
+/// `len` bytes. More or fewer bytes than `len` end the body with an error.
+pub fn pump(prefix: Bytes, rest: axum::body::Body, len: u64) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut sent = prefix.len() as u64;
+        if sent > len {
+            let _ = tx.send(Err(BodyError::TooLong(len))).await;
+            return;
+        }
+        if !prefix.is_empty() && tx.send(Ok(prefix)).await.is_err() {
+            return;
+        }
+        let mut stream = rest.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = match chunk {
+                Ok(bytes) => {
+                    sent += bytes.len() as u64;
+                    if sent > len { Err(BodyError::TooLong(len)) } else { Ok(bytes) }
+                }
+                Err(e) => Err(BodyError::Read(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+        if sent < len {
+            let _ = tx.send(Err(BodyError::TooShort { got: sent, expected: len })).await;
+        }
+    });
+    ChannelBody { rx, len }
+}
+
+/// Reads at least `want` bytes (or the whole body if shorter), returning
+/// what was read and the unread rest.
+pub async fn read_prefix(body: axum::body::Body, want: usize) -> Result<(Bytes, axum::body::Body), BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while buf.len() < want {
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => return Err(BodyError::Read(e.to_string())),
+            None => break,
+        }
+    }
+    Ok((buf.freeze(), axum::body::Body::from_stream(stream)))
+}
+
+/// Reads a body of unknown length whole, refusing more than `limit` bytes.
+pub async fn read_limited(prefix: Bytes, rest: axum::body::Body, limit: u64) -> Result<Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::from(&prefix[..]);
+    let mut stream = rest.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLong(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,92 @@
+//! The web role's JSON errors: `{"code", "errno", "error", "message"}`.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+/// Every way a web request can fail, each with its status and errno.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("an Authorization: Bearer token is required")]
+    MissingToken,
+    #[error("the bearer token is not allowed to upload")]
+    BadToken,
+    #[error("Content-Type must be one of image/jpeg, image/png, image/gif, image/webp")]
+    UnsupportedType,
+    #[error("the body is not a {0} image (its magic bytes do not match)")]
+    MagicMismatch(&'static str),
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the body is empty")]
+    EmptyBody,
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("no such avatar")]
+    NotFound,
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingToken => StatusCode::UNAUTHORIZED,
+            Self::BadToken => StatusCode::FORBIDDEN,
+            Self::UnsupportedType | Self::MagicMismatch(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::EmptyBody | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable number per error, so clients can tell cases apart without
+    /// parsing messages (the Mozilla-services convention).
+    pub fn errno(&self) -> u32 {
+        match self {
+            Self::MissingToken => 104,
+            Self::BadToken => 110,
+            Self::UnsupportedType => 120,
+            Self::MagicMismatch(_) => 121,
+            Self::TooLarge(_) => 130,
+            Self::EmptyBody => 131,
+            Self::BodyRead(_) => 132,
+            Self::NotFound => 140,
+            Self::Unavailable(_) => 201,
+            Self::Internal(_) => 999,
+        }
+    }
+}
+
+/// Renders `{"code", "errno", "error", "message"}` for any status.
+pub fn json_error(status: StatusCode, errno: u32, message: String) -> Response {
+    let body = serde_json::json!({
+        "code": status.as_u16(),
+        "errno": errno,
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": message,
+    });
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, Self::Unavailable(_) | Self::Internal(_)) {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut resp = json_error(self.status(), self.errno(), self.to_string());
+        if matches!(self, Self::MissingToken) {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Maps an SDK error to 503 (the service could not be reached or failed)
+/// and logs the detail.
+pub fn unavailable<E: std::error::Error>(what: &str, err: E) -> ApiError {
+    ApiError::Unavailable(format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(err)))
+}

@@ -1,0 +1,91 @@
+//! The web role: takes uploads, reports their status and serves variants.
+//!
+//! It holds no state of its own: everything lives in S3 (originals, failure
+//! records, variants) and SQS (the crunch queue), reached through the SDK
+//! clients, so any number of web processes can run side by side.
+
+mod body;
+mod error;
+mod ops;
+mod page;
+mod serve;
+mod status;
+mod upload;
+
+pub mod auth;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::crunch::Format;
+
+pub use error::ApiError;
+
+/// What the handlers need besides the clients.
+#[derive(Debug)]
+pub struct Settings {
+    pub upload_tokens: Vec<String>,
+    /// Base of the URLs handed out, without a trailing slash.
+    pub public_url: String,
+    pub max_upload_bytes: u64,
+    pub private_bucket: String,
+    pub public_bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+impl Settings {
+    pub fn new(config: &Config, queue_url: String, dlq_url: String) -> Self {
+        Self {
+            upload_tokens: config.web.upload_tokens.clone(),
+            public_url: config.web.public_url.trim_end_matches('/').to_owned(),
+            max_upload_bytes: config.web.max_upload_bytes,
+            private_bucket: config.buckets.private.clone(),
+            public_bucket: config.buckets.public.clone(),
+            queue_url,
+            dlq_url,
+        }
+    }
+
+    /// `{public_url}/a/{key}`.
+    pub fn avatar_url(&self, key: &str) -> String {
+        format!("{}/a/{key}", self.public_url)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WebState {
+    pub clients: Clients,
+    pub settings: Arc<Settings>,
+}
+
+/// Every route in SPEC's table.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/v1/avatar/upload", post(upload::upload))
+        .route("/v1/avatar/{id}", get(status::status).delete(status::delete))
+        .route("/a/{key}", get(serve::variant))
+        .route("/__lbheartbeat__", get(ops::lbheartbeat))
+        .route("/__heartbeat__", get(ops::heartbeat))
+        .route("/__version__", get(ops::version))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// The image types uploads may declare, by their `Content-Type`.
+pub fn format_for_mime(mime: &str) -> Option<Format> {
+    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "image/jpeg" => Some(Format::Jpeg),
+        "image/png" => Some(Format::Png),
+        "image/gif" => Some(Format::Gif),
+        "image/webp" => Some(Format::Webp),
+        _ => None,
+    }
+}

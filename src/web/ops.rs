@@ -1,0 +1,94 @@
+//! Dockerflow endpoints and Prometheus metrics.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+
+use super::WebState;
+use crate::metrics as m;
+
+/// How long a dependency may take to answer a heartbeat.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn lbheartbeat() -> StatusCode {
+    StatusCode::OK
+}
+
+/// 200 when both buckets and the queue answer; 503 naming what failed.
+pub async fn heartbeat(State(state): State<WebState>) -> Response {
+    let s = &state.settings;
+    let s3 = &state.clients.s3;
+    let (private, public, queue) = tokio::join!(
+        check(s3.head_bucket().bucket(&s.private_bucket).send()),
+        check(s3.head_bucket().bucket(&s.public_bucket).send()),
+        check(
+            state
+                .clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&s.queue_url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+        ),
+    );
+    let mut failed = serde_json::Map::new();
+    for (name, result) in [("s3", private.and(public)), ("sqs", queue)] {
+        if let Err(reason) = result {
+            failed.insert(name.to_owned(), Value::String(reason));
+        }
+    }
+    if failed.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ok", "checks": {"s3": "ok", "sqs": "ok"}}))).into_response()
+    } else {
+        tracing::warn!(?failed, "heartbeat failed");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "checks": failed}))).into_response()
+    }
+}
+
+async fn check<T, E: std::error::Error>(fut: impl Future<Output = Result<T, E>>) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+pub async fn version() -> Json<Value> {
+    Json(json!({
+        "source": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": env!("BUILD_GIT_COMMIT"),
+        "build": "cargo",
+    }))
+}
+
+/// Prometheus text; refreshes the queue depth gauge on each scrape.
+pub async fn metrics(State(state): State<WebState>) -> Response {
+    let depth = state
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&state.settings.queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await;
+    if let Ok(out) = depth {
+        let attrs = out.attributes();
+        for (attr, state_label) in [
+            (QueueAttributeName::ApproximateNumberOfMessages, "visible"),
+            (QueueAttributeName::ApproximateNumberOfMessagesNotVisible, "in_flight"),
+        ] {
+            if let Some(n) = attrs.and_then(|a| a.get(&attr)).and_then(|v| v.parse::<f64>().ok()) {
+                metrics::gauge!(m::QUEUE_DEPTH, "state" => state_label).set(n);
+            }
+        }
+    }
+    let text = m::handle().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,120 @@
+//! `POST /v1/avatar/upload`: body → private bucket → crunch queue → 201.
+//!
+//! The order is the guarantee: the message is sent only after the PUT
+//! succeeded, and the 201 only after the message was accepted, so no
+//! message ever points at a missing object and no 201 is ever lost.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_types::body::SdkBody;
+use axum::Json;
+use axum::extract::State;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use super::body::{self, BodyError};
+use super::error::{ApiError, unavailable};
+use super::{WebState, auth, format_for_mime};
+use crate::avatar::AvatarId;
+use crate::metrics as m;
+
+/// Enough bytes to recognise every accepted format's signature.
+const MAGIC_LEN: usize = 16;
+
+pub async fn upload(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let result = accept(&state, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(e) if e.status().is_server_error() => "error",
+        Err(_) => "rejected",
+    };
+    metrics::counter!(m::UPLOADS, "outcome" => outcome).increment(1);
+    result
+}
+
+async fn accept(
+    state: &WebState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let settings = &state.settings;
+    auth::check_bearer(headers, &settings.upload_tokens)?;
+    let declared = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(format_for_mime)
+        .ok_or(ApiError::UnsupportedType)?;
+    let length = match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::BodyRead("Content-Length is not a number".into()))?,
+        ),
+        None => None,
+    };
+    let limit = settings.max_upload_bytes;
+    if length.is_some_and(|len| len > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    if length == Some(0) {
+        return Err(ApiError::EmptyBody);
+    }
+
+    let (prefix, rest) = body::read_prefix(body, MAGIC_LEN).await.map_err(body_error(limit))?;
+    if prefix.is_empty() {
+        return Err(ApiError::EmptyBody);
+    }
+    if crate::crunch::detect(&prefix) != Some(declared) {
+        return Err(ApiError::MagicMismatch(declared.mime()));
+    }
+
+    let (stream, len) = match length {
+        Some(len) => (ByteStream::new(SdkBody::from_body_1_x(body::pump(prefix, rest, len))), len),
+        None => {
+            let whole: Bytes = body::read_limited(prefix, rest, limit).await.map_err(body_error(limit))?;
+            let len = whole.len() as u64;
+            (ByteStream::from(whole), len)
+        }
+    };
+
+    let id = AvatarId::generate().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    state
+        .clients
+        .s3
+        .put_object()
+        .bucket(&settings.private_bucket)
+        .key(id.original_key())
+        .content_type(declared.mime())
+        .content_length(len as i64)
+        .body(stream)
+        .send()
+        .await
+        .map_err(|e| unavailable("storing the upload", e))?;
+
+    if let Err(e) =
+        state.clients.sqs.send_message().queue_url(&settings.queue_url).message_body(id.as_str()).send().await
+    {
+        // Nothing points at the original: remove it so it does not linger.
+        let _ = state.clients.s3.delete_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
+        return Err(unavailable("queueing the upload", e));
+    }
+
+    tracing::info!(id = %id, bytes = len, "upload accepted");
+    let body = serde_json::json!({
+        "id": id.as_str(),
+        "url": settings.avatar_url(id.as_str()),
+        "status": "pending",
+    });
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn body_error(limit: u64) -> impl Fn(BodyError) -> ApiError {
+    move |e| match e {
+        BodyError::TooLong(_) => ApiError::TooLarge(limit),
+        other => ApiError::BodyRead(other.to_string()),
+    }
+}

@@ -1,0 +1,165 @@
+//! One message's lifecycle: fetch the original, crunch, upload every
+//! variant, then delete the message.
+//!
+//! Permanent failures (the input is bad) write a failure record and delete
+//! the message; transient ones (S3/SQS trouble) leave it to reappear after
+//! its visibility timeout, until the queue's redrive policy moves it to the
+//! dead-letter queue.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::Settings;
+use crate::avatar::{AvatarId, FailureRecord};
+use crate::clients::Clients;
+use crate::crunch::{self, CrunchError, VariantName};
+use crate::metrics as m;
+
+/// Why a job did not finish; decides what happens to the message.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    /// The input can never be crunched: record it and drop the message.
+    #[error(transparent)]
+    Permanent(#[from] CrunchError),
+    /// The upload was deleted (or never existed): drop the message.
+    #[error("the original is gone")]
+    Gone,
+    /// S3 or SQS trouble: let the message come back.
+    #[error("{0}")]
+    Transient(String),
+}
+
+fn transient<E: std::error::Error>(what: &str) -> impl Fn(E) -> JobError + '_ {
+    move |e| JobError::Transient(format!("{what}: {}", DisplayErrorContext(e)))
+}
+
+pub async fn handle(clients: &Clients, settings: &Settings, message: Message) {
+    let Some(receipt) = message.receipt_handle() else { return };
+    let receives = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    let Some(id) = message.body().and_then(AvatarId::parse) else {
+        tracing::warn!(body = ?message.body(), "dropping a message that holds no avatar id");
+        delete_message(clients, settings, receipt).await;
+        return;
+    };
+    let started = Instant::now();
+    let keepalive = tokio::spawn(extend_visibility(
+        clients.clone(),
+        settings.queue_url.clone(),
+        receipt.to_owned(),
+        settings.visibility_timeout,
+    ));
+    let result = crunch_one(clients, settings, &id).await;
+    keepalive.abort();
+
+    match result {
+        Ok(()) => {
+            metrics::histogram!(m::CRUNCH_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::counter!(m::CRUNCHES, "outcome" => "ready").increment(1);
+            tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "crunched");
+            delete_message(clients, settings, receipt).await;
+        }
+        Err(JobError::Permanent(e)) => {
+            metrics::counter!(m::CRUNCHES, "outcome" => "failed").increment(1);
+            metrics::counter!(m::FAILURES, "reason" => e.reason()).increment(1);
+            tracing::info!(id = %id, reason = e.reason(), error = %e, "upload cannot be crunched");
+            let record = FailureRecord { reason: e.reason().to_owned(), message: e.to_string() };
+            match write_failure(clients, &settings.private_bucket, &id, &record).await {
+                Ok(()) => delete_message(clients, settings, receipt).await,
+                Err(e) => tracing::warn!(id = %id, error = %e, "cannot record the failure; will retry"),
+            }
+        }
+        Err(JobError::Gone) => {
+            tracing::info!(id = %id, "original is gone (deleted upload); dropping the message");
+            delete_message(clients, settings, receipt).await;
+        }
+        Err(JobError::Transient(e)) => {
+            metrics::counter!(m::CRUNCHES, "outcome" => "retry").increment(1);
+            tracing::warn!(id = %id, receives, error = %e, "crunch failed transiently; the message will be retried");
+        }
+    }
+}
+
+async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Result<(), JobError> {
+    let got = clients.s3.get_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
+    let original = match got {
+        Ok(out) => out.body.collect().await.map_err(transient("reading the original"))?.into_bytes(),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Err(JobError::Gone),
+        Err(e) => return Err(transient("fetching the original")(e)),
+    };
+
+    let limits = settings.limits;
+    let variants = tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits))
+        .await
+        .map_err(|e| JobError::Transient(format!("crunch task: {e}")))??;
+
+    // The default variant goes last: its presence is what "ready" means.
+    let mut ordered = variants;
+    ordered.sort_by_key(|v| v.name == VariantName::Default);
+    for v in ordered {
+        clients
+            .s3
+            .put_object()
+            .bucket(&settings.public_bucket)
+            .key(id.variant_key(v.name))
+            .content_type(v.content_type)
+            .cache_control("public, max-age=31536000, immutable")
+            .body(ByteStream::from(v.bytes))
+            .send()
+            .await
+            .map_err(transient("uploading a variant"))?;
+    }
+    Ok(())
+}
+
+pub(super) async fn write_failure(
+    clients: &Clients,
+    bucket: &str,
+    id: &AvatarId,
+    record: &FailureRecord,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+    clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(id.failure_key())
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DisplayErrorContext(e).to_string())
+}
+
+async fn delete_message(clients: &Clients, settings: &Settings, receipt: &str) {
+    if let Err(e) = clients.sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(receipt).send().await {
+        // The message will come back and be crunched again: harmless.
+        tracing::warn!(error = %DisplayErrorContext(e), "deleting the message failed");
+    }
+}
+
+/// Keeps the message invisible while a long crunch runs.
+async fn extend_visibility(clients: Clients, queue_url: String, receipt: String, timeout: i32) {
+    let period = Duration::from_secs((timeout as u64 / 2).max(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let res = clients
+            .sqs
+            .change_message_visibility()
+            .queue_url(&queue_url)
+            .receipt_handle(&receipt)
+            .visibility_timeout(timeout)
+            .send()
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %DisplayErrorContext(e), "extending visibility failed");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The worker role: long-polls the crunch queue, crunches each upload, and
+//! drains the dead-letter queue into failure records.
+//!
+//! At-least-once delivery is the contract: a job is idempotent (the same id
+//! always produces the same keys), so a redelivered message is simply
+//! crunched again.
+
+mod dlq;
+mod job;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::crunch::Limits;
+use crate::shutdown::Shutdown;
+
+/// The longest long-poll SQS allows.
+const WAIT_SECONDS: i32 = 20;
+/// Pause after a failed receive, so an unreachable queue is not hammered.
+const RECEIVE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What jobs need besides the clients.
+#[derive(Debug)]
+pub struct Settings {
+    pub private_bucket: String,
+    pub public_bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub visibility_timeout: i32,
+    pub max_receive_count: u32,
+    pub limits: Limits,
+    pub concurrency: usize,
+}
+
+impl Settings {
+    pub fn new(config: &Config, queue_url: String, dlq_url: String) -> Self {
+        Self {
+            private_bucket: config.buckets.private.clone(),
+            public_bucket: config.buckets.public.clone(),
+            queue_url,
+            dlq_url,
+            visibility_timeout: config.queue.visibility_timeout.max(10) as i32,
+            max_receive_count: config.queue.max_receive_count,
+            limits: Limits { max_pixels: config.crunch.max_pixels },
+            concurrency: config.crunch_concurrency(),
+        }
+    }
+}
+
+/// Runs until `shutdown`, then lets running crunches finish.
+pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let mut jobs = JoinSet::new();
+    let dlq = tokio::spawn(dlq::drain(clients.clone(), Arc::clone(&settings), shutdown.clone()));
+    tracing::info!(concurrency = settings.concurrency, "worker started");
+
+    loop {
+        // Reap finished jobs so the set does not grow without bound.
+        while jobs.try_join_next().is_some() {}
+        // Ask only for as many messages as there are free slots, so none
+        // sits invisible while waiting for a slot.
+        let first = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            () = shutdown.wait() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < 10 {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let receive = clients
+            .sqs
+            .receive_message()
+            .queue_url(&settings.queue_url)
+            .max_number_of_messages(permits.len() as i32)
+            .wait_time_seconds(WAIT_SECONDS)
+            .visibility_timeout(settings.visibility_timeout)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let out = tokio::select! {
+            out = receive => out,
+            () = shutdown.wait() => break,
+        };
+        let messages = match out {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(e), "receive failed");
+                tokio::time::sleep(RECEIVE_BACKOFF).await;
+                continue;
+            }
+        };
+        for message in messages {
+            let Some(permit) = permits.pop() else { break };
+            let clients = clients.clone();
+            let settings = Arc::clone(&settings);
+            jobs.spawn(async move {
+                job::handle(&clients, &settings, message).await;
+                drop(permit);
+            });
+        }
+    }
+    tracing::info!(running = jobs.len(), "worker stopping; finishing running crunches");
+    while jobs.join_next().await.is_some() {}
+    let _ = dlq.await;
+}
