@@ -48,6 +48,8 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     let (trigger, shutdown) = Shutdown::new();
     let mut tasks = JoinSet::new();
     let has = |r: Role| roles.contains(&r);
+    // Install the recorder before anything counts, so no early sample is lost.
+    let _ = crate::metrics::handle();
 
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
@@ -57,6 +59,10 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     if has(Role::S3) || has(Role::Sqs) {
         let s3 = if has(Role::S3) { Some(s3compat::service(&config)?) } else { None };
         let sqs = if has(Role::Sqs) { Some(QueueService::open(&config)?) } else { None };
+        if let Some(q) = &sqs {
+            // Long polls end at once on shutdown instead of holding the drain.
+            q.watch_shutdown(shutdown.clone());
+        }
         queue = sqs.clone();
         let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config) };
         let listener = bind(config.aws.listen, "aws.listen").await?;
