@@ -148,10 +148,22 @@ pub async fn run(config: Config, roles: Vec<Role>) -> Result<(), AppError> {
 }
 
 /// `crunchbox provision`: creates what is missing and says what it did.
+/// With the embedded driver it talks to a running crunchbox at `aws.listen`
+/// (one started with `serve --roles s3,sqs`, say); with `--driver aws` to
+/// AWS or `--aws-endpoint-url`, through the same clients web and worker use.
 pub async fn provision(config: Config) -> Result<(), AppError> {
-    let endpoint_url = config.embedded_endpoint_url();
-    let clients = Clients::new(&config, &endpoint_url).await;
-    let (_, report) = provision::ensure(&clients, &config).await?;
+    let clients = Clients::new(&config, &config.embedded_endpoint_url()).await;
+    let (_, report) = match provision::ensure(&clients, &config).await {
+        Ok(done) => done,
+        Err(ProvisionError::Unreachable { target, detail }) if config.driver == Driver::Embedded => {
+            let detail = format!(
+                "{detail}; without --driver aws, provision talks to a running crunchbox \
+                 (`crunchbox serve`, e.g. --roles s3,sqs) at aws.listen"
+            );
+            return Err(ProvisionError::Unreachable { target, detail }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     for line in report {
         println!("{line}");
     }

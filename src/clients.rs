@@ -1,10 +1,15 @@
 //! Builds the S3 and SQS clients: the only place the driver matters.
 //!
 //! Embedded mode points the official SDK at this process's own loopback
-//! endpoint with the configured static key pair; aws mode uses the SDK's
-//! default credential chain and region, optionally with another endpoint.
+//! endpoint (or, for `crunchbox provision`, a running crunchbox's
+//! `aws.listen`) with the configured static key pair. Aws mode uses the SDK's
+//! default credential chain and region, optionally with another endpoint
+//! (moto, MinIO, another crunchbox); the SDK also reads its own settings
+//! there, e.g. `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` for stores
+//! that reject aws-chunked uploads with trailing checksums.
 
 use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
 use aws_credential_types::Credentials;
 
 use crate::config::{Config, Driver};
@@ -14,13 +19,15 @@ use crate::config::{Config, Driver};
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Where the clients point, phrased for error messages.
+    pub target: String,
 }
 
 impl Clients {
     /// `embedded_endpoint` is the URL of the embedded listener; it is used
     /// only with the embedded driver.
     pub async fn new(config: &Config, embedded_endpoint: &str) -> Self {
-        let shared = match config.driver {
+        let (shared, target) = match config.driver {
             Driver::Embedded => {
                 let creds = Credentials::new(
                     config.aws.access_key_id.clone(),
@@ -29,25 +36,41 @@ impl Clients {
                     None,
                     "crunchbox-config",
                 );
-                aws_config::defaults(BehaviorVersion::latest())
+                let shared = aws_config::defaults(BehaviorVersion::latest())
                     .region(aws_config::Region::new(config.aws.region.clone()))
                     .credentials_provider(creds)
                     .endpoint_url(embedded_endpoint)
                     .load()
-                    .await
+                    .await;
+                (shared, format!("the crunchbox endpoint at {embedded_endpoint} (aws.listen)"))
             }
             Driver::Aws => {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                // The SDK's chain (AWS_REGION, profile, IMDS) decides; the
+                // configured `aws.region` only fills in when it finds nothing.
+                let region =
+                    RegionProviderChain::default_provider().or_else(aws_config::Region::new(config.aws.region.clone()));
+                let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
                 if let Some(url) = &config.aws.endpoint_url {
                     loader = loader.endpoint_url(url);
                 }
-                loader.load().await
+                let shared = loader.load().await;
+                let region = shared.region().map(|r| r.to_string()).unwrap_or_else(|| "?".into());
+                let target = match &config.aws.endpoint_url {
+                    Some(url) => format!("{url} (--aws-endpoint-url, region {region})"),
+                    None => format!("AWS (region {region})"),
+                };
+                (shared, target)
             }
         };
         // Path-style whenever the endpoint is not AWS's own: local emulators
         // rarely resolve `bucket.host` names.
         let path_style = config.driver == Driver::Embedded || config.aws.endpoint_url.is_some();
         let s3_conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
-        Self { s3: aws_sdk_s3::Client::from_conf(s3_conf), sqs: aws_sdk_sqs::Client::new(&shared) }
+        Self { s3: aws_sdk_s3::Client::from_conf(s3_conf), sqs: aws_sdk_sqs::Client::new(&shared), target }
+    }
+
+    /// The region the clients sign for (bucket creation needs it).
+    pub fn region(&self) -> Option<String> {
+        self.s3.config().region().map(|r| r.to_string())
     }
 }

@@ -1,14 +1,21 @@
-//! Creates (or, in aws mode, checks) the buckets and queues the pipeline
-//! needs: the private and public buckets, the crunch queue and its
-//! dead-letter queue with the redrive policy.
+//! Creates (or, in aws mode at start, only checks) what the pipeline needs:
+//! the private and public buckets, the crunch queue and its dead-letter queue
+//! with the redrive policy.
+//!
+//! `ensure` is idempotent: it creates what is missing, brings an existing
+//! queue's visibility timeout and redrive policy to the configured values,
+//! and says per resource whether it was created, found or updated. `check`
+//! never writes, so the stateless tiers can run with roles that may not
+//! create anything, and names every missing piece at once.
 
 use std::collections::HashMap;
+use std::fmt;
 
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::clients::Clients;
-use crate::config::Config;
+use crate::config::{Config, Driver};
 
 /// Where the queues are, once they exist.
 #[derive(Debug, Clone)]
@@ -19,15 +26,108 @@ pub struct Queues {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
-    #[error("missing: {}; run `crunchbox provision` first", .0.join(", "))]
-    Missing(Vec<String>),
-    #[error("{what}: {detail}")]
-    Call { what: String, detail: String },
+    /// Aws mode at start: some resources do not exist (or cannot be checked).
+    #[error("{}", not_ready_text(.target, .missing, .failed, .command))]
+    NotReady { target: String, missing: Vec<String>, failed: Vec<String>, command: String },
+    /// No answer at all: wrong endpoint, nothing listening, no network.
+    #[error("cannot reach {target}: {detail}")]
+    Unreachable { target: String, detail: String },
+    /// The service answered with an error.
+    #[error("{what} at {target}: {detail}")]
+    Call { what: String, target: String, detail: String },
 }
 
-fn call_err<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> ProvisionError {
-    let what = what.into();
-    move |e| ProvisionError::Call { what, detail: DisplayErrorContext(e).to_string() }
+fn not_ready_text(target: &str, missing: &[String], failed: &[String], command: &str) -> String {
+    let mut text = format!("not provisioned at {target}:");
+    if !missing.is_empty() {
+        text.push_str(&format!(" missing {}", missing.join(", ")));
+    }
+    if !failed.is_empty() {
+        text.push_str(&format!("{} cannot check {}", if missing.is_empty() { "" } else { ";" }, failed.join("; ")));
+    }
+    text.push_str(&format!("; run `{command}` first"));
+    text
+}
+
+/// How a resource stood before `ensure` touched it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Found,
+    /// Found with other settings, which were brought to the configured ones.
+    Updated,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Created => "created",
+            Outcome::Found => "found",
+            Outcome::Updated => "updated",
+        })
+    }
+}
+
+/// The command that creates the resources, as a user would type it.
+pub fn provision_command(config: &Config) -> String {
+    match (config.driver, &config.aws.endpoint_url) {
+        (Driver::Embedded, _) => "crunchbox provision".into(),
+        (Driver::Aws, None) => "crunchbox provision --driver aws".into(),
+        (Driver::Aws, Some(url)) => format!("crunchbox provision --driver aws --aws-endpoint-url {url}"),
+    }
+}
+
+/// A failed call, sorted into "nobody answered" and "the service said no".
+fn call_err<E>(clients: &Clients, what: impl Into<String>, e: &SdkError<E>) -> ProvisionError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            ProvisionError::Unreachable { target: clients.target.clone(), detail: describe(e) }
+        }
+        _ => ProvisionError::Call { what: what.into(), target: clients.target.clone(), detail: describe(e) },
+    }
+}
+
+/// One line about an SDK error: the service's code and message when it
+/// answered, else the cause chain, shortened.
+fn describe<E>(e: &SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let text = match e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            match (se.err().code(), se.err().message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ if status == 403 => "access denied (HTTP 403)".into(),
+                _ => format!("HTTP {status}"),
+            }
+        }
+        other => cause_chain(other),
+    };
+    if text.chars().count() > 240 { format!("{}…", text.chars().take(240).collect::<String>()) } else { text }
+}
+
+/// `a: b: c` from an error and its sources, without the Debug dumps that
+/// `DisplayErrorContext` appends.
+fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if parts.last().is_none_or(|last| *last != text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+fn is_unreachable<E>(e: &SdkError<E>) -> bool {
+    matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))
 }
 
 /// Creates whatever is missing; returns the queues and one line per resource
@@ -35,125 +135,270 @@ fn call_err<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> 
 pub async fn ensure(clients: &Clients, config: &Config) -> Result<(Queues, Vec<String>), ProvisionError> {
     let mut report = Vec::new();
     for bucket in [&config.buckets.private, &config.buckets.public] {
-        let created = ensure_bucket(clients, bucket, &config.aws.region).await?;
-        report.push(format!("bucket {bucket}: {}", if created { "created" } else { "exists" }));
+        let outcome = ensure_bucket(clients, bucket).await?;
+        report.push(format!("bucket {bucket}: {outcome}"));
     }
 
-    let (dlq_url, created) = ensure_queue(clients, &config.queue.dlq_name, HashMap::new()).await?;
-    report.push(format!("queue {}: {}", config.queue.dlq_name, if created { "created" } else { "exists" }));
-    let dlq_arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(call_err("reading the dead-letter queue's ARN"))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| ProvisionError::Call {
-            what: "reading the dead-letter queue's ARN".into(),
-            detail: "no QueueArn".into(),
-        })?;
+    let (dlq_url, outcome) = ensure_queue(clients, &config.queue.dlq_name, HashMap::new()).await?;
+    report.push(format!("queue {}: {outcome} {dlq_url}", config.queue.dlq_name));
+    let dlq_arn = queue_arn(clients, &dlq_url).await?;
 
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
         "maxReceiveCount": config.queue.max_receive_count.to_string(),
     })
     .to_string();
-    let attrs = HashMap::from([
-        (QueueAttributeName::RedrivePolicy, redrive.clone()),
+    let wanted = HashMap::from([
+        (QueueAttributeName::RedrivePolicy, redrive),
         (QueueAttributeName::VisibilityTimeout, config.queue.visibility_timeout.to_string()),
     ]);
-    let (queue_url, created) = ensure_queue(clients, &config.queue.name, attrs.clone()).await?;
-    if !created {
-        // An existing queue keeps running with the configured policy.
-        clients
-            .sqs
-            .set_queue_attributes()
-            .queue_url(&queue_url)
-            .set_attributes(Some(attrs))
-            .send()
-            .await
-            .map_err(call_err(format!("setting the redrive policy on {}", config.queue.name)))?;
-    }
+    let (queue_url, outcome) = ensure_queue(clients, &config.queue.name, wanted).await?;
     report.push(format!(
-        "queue {}: {} (dead letters to {} after {} receives)",
-        config.queue.name,
-        if created { "created" } else { "exists" },
-        config.queue.dlq_name,
-        config.queue.max_receive_count
+        "queue {}: {outcome} {queue_url} (visibility timeout {}s; redrive to {} {dlq_url} after maxReceiveCount {})",
+        config.queue.name, config.queue.visibility_timeout, config.queue.dlq_name, config.queue.max_receive_count
     ));
     Ok((Queues { queue_url, dlq_url }, report))
 }
 
-async fn ensure_bucket(clients: &Clients, bucket: &str, region: &str) -> Result<bool, ProvisionError> {
-    if clients.s3.head_bucket().bucket(bucket).send().await.is_ok() {
-        return Ok(false);
+async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, ProvisionError> {
+    match clients.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => return Ok(Outcome::Found),
+        Err(e) if bucket_missing(&e) => {}
+        Err(e) => return Err(call_err(clients, format!("checking bucket {bucket}"), &e)),
     }
     let mut req = clients.s3.create_bucket().bucket(bucket);
-    if region != "us-east-1" {
-        let constraint = aws_sdk_s3::types::BucketLocationConstraint::from(region);
+    // us-east-1 is the one region that refuses an explicit constraint.
+    if let Some(region) = clients.region().filter(|r| r != "us-east-1") {
+        let constraint = aws_sdk_s3::types::BucketLocationConstraint::from(region.as_str());
         req = req.create_bucket_configuration(
             aws_sdk_s3::types::CreateBucketConfiguration::builder().location_constraint(constraint).build(),
         );
     }
     match req.send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(false),
-        Err(e) => Err(call_err(format!("creating bucket {bucket}"))(e)),
+        Ok(_) => Ok(Outcome::Created),
+        // Another provision (or process) won the race.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(Outcome::Found),
+        Err(e) => Err(call_err(clients, format!("creating bucket {bucket}"), &e)),
     }
 }
 
+fn bucket_missing(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
+    e.as_service_error().is_some_and(|s| s.is_not_found())
+        || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+}
+
+fn queue_missing<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    // JSON protocol: QueueDoesNotExist; legacy Query: the long name.
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c.ends_with("QueueDoesNotExist") || c.ends_with("NonExistentQueue"))
+}
+
+/// Finds or creates a queue and brings `wanted` attributes to their values.
 async fn ensure_queue(
     clients: &Clients,
     name: &str,
-    attrs: HashMap<QueueAttributeName, String>,
-) -> Result<(String, bool), ProvisionError> {
-    if let Ok(out) = clients.sqs.get_queue_url().queue_name(name).send().await
-        && let Some(url) = out.queue_url
-    {
-        return Ok((url, false));
+    wanted: HashMap<QueueAttributeName, String>,
+) -> Result<(String, Outcome), ProvisionError> {
+    let url = match clients.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(out) => out.queue_url,
+        Err(e) if queue_missing(&e) => None,
+        Err(e) => return Err(call_err(clients, format!("looking up queue {name}"), &e)),
+    };
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let created = clients
+                .sqs
+                .create_queue()
+                .queue_name(name)
+                .set_attributes((!wanted.is_empty()).then(|| wanted.clone()))
+                .send()
+                .await;
+            match created {
+                Ok(out) => return Ok((out.queue_url.unwrap_or_default(), Outcome::Created)),
+                // Created meanwhile with other attributes: fall through to update.
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_name_exists()) => {
+                    queue_url(clients, name).await?
+                }
+                Err(e) => return Err(call_err(clients, format!("creating queue {name}"), &e)),
+            }
+        }
+    };
+    if wanted.is_empty() {
+        return Ok((url, Outcome::Found));
     }
-    let out = clients
+    let current = clients
         .sqs
-        .create_queue()
-        .queue_name(name)
-        .set_attributes((!attrs.is_empty()).then_some(attrs))
+        .get_queue_attributes()
+        .queue_url(&url)
+        .set_attribute_names(Some(wanted.keys().cloned().collect()))
         .send()
         .await
-        .map_err(call_err(format!("creating queue {name}")))?;
-    let url = out
-        .queue_url
-        .ok_or_else(|| ProvisionError::Call { what: format!("creating queue {name}"), detail: "no QueueUrl".into() })?;
-    Ok((url, true))
+        .map_err(|e| call_err(clients, format!("reading the attributes of queue {name}"), &e))?
+        .attributes
+        .unwrap_or_default();
+    let stale: HashMap<_, _> =
+        wanted.into_iter().filter(|(k, v)| !same_attribute(k, current.get(k).map(String::as_str), v)).collect();
+    if stale.is_empty() {
+        return Ok((url, Outcome::Found));
+    }
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&url)
+        .set_attributes(Some(stale))
+        .send()
+        .await
+        .map_err(|e| call_err(clients, format!("updating the attributes of queue {name}"), &e))?;
+    Ok((url, Outcome::Updated))
+}
+
+/// Attribute equality as SQS means it: a redrive policy is JSON whose
+/// `maxReceiveCount` may come back as a number or a string.
+fn same_attribute(name: &QueueAttributeName, current: Option<&str>, wanted: &str) -> bool {
+    let Some(current) = current else { return false };
+    if *name != QueueAttributeName::RedrivePolicy {
+        return current == wanted;
+    }
+    let parse = |s: &str| -> Option<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        let arn = v.get("deadLetterTargetArn")?.as_str()?.to_owned();
+        let count = match v.get("maxReceiveCount")? {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Some((arn, count))
+    };
+    parse(current).is_some() && parse(current) == parse(wanted)
+}
+
+async fn queue_url(clients: &Clients, name: &str) -> Result<String, ProvisionError> {
+    let out = clients
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| call_err(clients, format!("looking up queue {name}"), &e))?;
+    Ok(out.queue_url.unwrap_or_default())
+}
+
+async fn queue_arn(clients: &Clients, url: &str) -> Result<String, ProvisionError> {
+    let what = "reading the dead-letter queue's ARN";
+    clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| call_err(clients, what, &e))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| ProvisionError::Call {
+            what: what.into(),
+            target: clients.target.clone(),
+            detail: "no QueueArn".into(),
+        })
 }
 
 /// Checks that everything exists without creating anything (aws mode at
 /// start), naming every missing piece.
 pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, ProvisionError> {
     let mut missing = Vec::new();
+    let mut failed = Vec::new();
     for bucket in [&config.buckets.private, &config.buckets.public] {
-        if let Err(e) = clients.s3.head_bucket().bucket(bucket).send().await {
-            missing.push(format!("bucket {bucket} ({})", short(&e)));
+        match clients.s3.head_bucket().bucket(bucket).send().await {
+            Ok(_) => {}
+            Err(e) if bucket_missing(&e) => missing.push(format!("bucket {bucket}")),
+            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", &e)),
+            Err(e) => failed.push(format!("bucket {bucket} ({})", describe(&e))),
         }
     }
-    let mut urls = Vec::new();
+    let mut urls = HashMap::new();
     for name in [&config.queue.name, &config.queue.dlq_name] {
         match clients.sqs.get_queue_url().queue_name(name).send().await {
-            Ok(out) => urls.push(out.queue_url.unwrap_or_default()),
-            Err(e) => missing.push(format!("queue {name} ({})", short(&e))),
+            Ok(out) => {
+                urls.insert(name.as_str(), out.queue_url.unwrap_or_default());
+            }
+            Err(e) if queue_missing(&e) => missing.push(format!("queue {name}")),
+            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", &e)),
+            Err(e) => failed.push(format!("queue {name} ({})", describe(&e))),
         }
     }
-    if !missing.is_empty() {
-        return Err(ProvisionError::Missing(missing));
+    if let (Some(url), Some(_)) = (urls.get(config.queue.name.as_str()), urls.get(config.queue.dlq_name.as_str()))
+        && !has_redrive(clients, url, &config.queue.dlq_name).await
+    {
+        missing.push(format!("redrive policy on queue {} (to {})", config.queue.name, config.queue.dlq_name));
     }
-    let dlq_url = urls.pop().unwrap_or_default();
-    let queue_url = urls.pop().unwrap_or_default();
+    if !missing.is_empty() || !failed.is_empty() {
+        return Err(ProvisionError::NotReady {
+            target: clients.target.clone(),
+            missing,
+            failed,
+            command: provision_command(config),
+        });
+    }
+    let queue_url = urls.remove(config.queue.name.as_str()).unwrap_or_default();
+    let dlq_url = urls.remove(config.queue.dlq_name.as_str()).unwrap_or_default();
     Ok(Queues { queue_url, dlq_url })
 }
 
-fn short<E: std::error::Error>(e: &E) -> String {
-    let text = DisplayErrorContext(e).to_string();
-    text.chars().take(160).collect()
+/// Whether the queue dead-letters into `dlq_name`. A role that may not read
+/// queue attributes gets the benefit of the doubt (with a warning): the
+/// check must not demand more permissions than running does.
+async fn has_redrive(clients: &Clients, url: &str, dlq_name: &str) -> bool {
+    let got = clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await;
+    match got {
+        Ok(out) => out
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy).cloned())
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+            .and_then(|v| v.get("deadLetterTargetArn").and_then(|a| a.as_str()).map(str::to_owned))
+            .is_some_and(|arn| arn.rsplit(':').next() == Some(dlq_name)),
+        Err(e) => {
+            tracing::warn!(error = %describe(&e), "cannot read the crunch queue's redrive policy; assuming it is set");
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redrive_policies_compare_by_meaning() {
+        let name = QueueAttributeName::RedrivePolicy;
+        let wanted = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"5"}"#;
+        let numeric = r#"{"maxReceiveCount": 5, "deadLetterTargetArn": "arn:aws:sqs:us-east-1:1:dlq"}"#;
+        assert!(same_attribute(&name, Some(numeric), wanted));
+        let other = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:1:dlq","maxReceiveCount":"3"}"#;
+        assert!(!same_attribute(&name, Some(other), wanted));
+        assert!(!same_attribute(&name, None, wanted));
+        assert!(!same_attribute(&name, Some("not json"), wanted));
+        assert!(same_attribute(&QueueAttributeName::VisibilityTimeout, Some("60"), "60"));
+    }
+
+    #[test]
+    fn not_ready_names_everything_missing() {
+        let text = not_ready_text(
+            "AWS (region eu-west-1)",
+            &["bucket a".into(), "queue q".into()],
+            &["bucket b (AccessDenied: no)".into()],
+            "crunchbox provision --driver aws",
+        );
+        assert_eq!(
+            text,
+            "not provisioned at AWS (region eu-west-1): missing bucket a, queue q; \
+             cannot check bucket b (AccessDenied: no); run `crunchbox provision --driver aws` first"
+        );
+    }
 }
