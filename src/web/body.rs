@@ -12,9 +12,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Why a streamed body stopped early.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BodyError {
     #[error("the body is longer than {0} bytes")]
     TooLong(u64),
@@ -45,36 +46,52 @@ impl Body for ChannelBody {
 
 /// Starts pumping `prefix` then `rest` into a [`ChannelBody`] of exactly
 /// `len` bytes. More or fewer bytes than `len` end the body with an error.
-pub fn pump(prefix: Bytes, rest: axum::body::Body, len: u64) -> ChannelBody {
+/// The handle tells, once the SDK is done with the body, whether the client's
+/// side failed, so a failed PUT can be blamed on the right party.
+pub fn pump(prefix: Bytes, rest: axum::body::Body, len: u64) -> (ChannelBody, JoinHandle<Result<(), BodyError>>) {
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut sent = prefix.len() as u64;
         if sent > len {
-            let _ = tx.send(Err(BodyError::TooLong(len))).await;
-            return;
+            return fail(&tx, BodyError::TooLong(len)).await;
         }
         if !prefix.is_empty() && tx.send(Ok(prefix)).await.is_err() {
-            return;
+            return Ok(());
         }
         let mut stream = rest.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let item = match chunk {
-                Ok(bytes) => {
-                    sent += bytes.len() as u64;
-                    if sent > len { Err(BodyError::TooLong(len)) } else { Ok(bytes) }
-                }
-                Err(e) => Err(BodyError::Read(e.to_string())),
+        loop {
+            // Stop waiting for the client once the SDK has given up on the
+            // body, so the caller can learn the outcome at once.
+            let chunk = tokio::select! {
+                chunk = stream.next() => chunk,
+                () = tx.closed() => return Ok(()),
             };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                return;
+            let Some(chunk) = chunk else { break };
+            let bytes = match chunk {
+                Ok(bytes) => bytes,
+                Err(e) => return fail(&tx, BodyError::Read(e.to_string())).await,
+            };
+            sent += bytes.len() as u64;
+            if sent > len {
+                return fail(&tx, BodyError::TooLong(len)).await;
+            }
+            if tx.send(Ok(bytes)).await.is_err() {
+                // The SDK dropped the body: the PUT failed on its side.
+                return Ok(());
             }
         }
         if sent < len {
-            let _ = tx.send(Err(BodyError::TooShort { got: sent, expected: len })).await;
+            return fail(&tx, BodyError::TooShort { got: sent, expected: len }).await;
         }
+        Ok(())
     });
-    ChannelBody { rx, len }
+    (ChannelBody { rx, len }, task)
+}
+
+/// Ends the SDK's body with `e` (so the PUT is aborted) and reports it.
+async fn fail(tx: &mpsc::Sender<Result<Bytes, BodyError>>, e: BodyError) -> Result<(), BodyError> {
+    let _ = tx.send(Err(e.clone())).await;
+    Err(e)
 }
 
 /// Reads at least `want` bytes (or the whole body if shorter), returning

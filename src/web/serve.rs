@@ -1,10 +1,16 @@
 //! `GET`/`HEAD /a/{id}[_small|_large]`: a variant's bytes from the public
 //! bucket, with immutable caching headers.
+//!
+//! The body is streamed from S3 to the client as it arrives, and `HEAD`
+//! asks S3 for the headers only, so serving never holds a variant in memory.
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::head_object::HeadObjectError;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::WebState;
 use super::error::{ApiError, unavailable};
@@ -13,49 +19,101 @@ use crate::avatar::parse_variant_path;
 /// Variants never change under a key, so caches may keep them forever.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
+/// What S3 said about a variant, before any body is read.
+struct Meta {
+    content_type: Option<String>,
+    content_length: Option<i64>,
+    etag: Option<String>,
+}
+
 pub async fn variant(
     State(state): State<WebState>,
+    method: Method,
     Path(segment): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (id, variant) = parse_variant_path(&segment).ok_or(ApiError::NotFound)?;
-    let mut req = state.clients.s3.get_object().bucket(&state.settings.public_bucket).key(id.variant_key(variant));
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        req = req.if_none_match(inm);
-    }
-    let out = match req.send().await {
-        Ok(out) => out,
-        Err(e) => {
-            if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) {
-                let mut resp = StatusCode::NOT_MODIFIED.into_response();
-                common_headers(resp.headers_mut());
-                if let Some(etag) = headers.get(header::IF_NONE_MATCH) {
-                    resp.headers_mut().insert(header::ETAG, etag.clone());
+    let bucket = &state.settings.public_bucket;
+    let key = id.variant_key(variant);
+    let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let s3 = &state.clients.s3;
+
+    let (meta, body) = if method == Method::HEAD {
+        let out = s3.head_object().bucket(bucket).key(&key).set_if_none_match(if_none_match).send().await;
+        match out {
+            Ok(o) => (
+                Meta {
+                    content_type: o.content_type().map(str::to_owned),
+                    content_length: o.content_length(),
+                    etag: o.e_tag().map(str::to_owned),
+                },
+                axum::body::Body::empty(),
+            ),
+            Err(e) => {
+                if let Some(etag) = not_modified_etag(&e) {
+                    return Ok(not_modified(etag));
                 }
-                return Ok(resp);
+                if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) {
+                    return Err(ApiError::NotFound);
+                }
+                return Err(unavailable("reading the variant", e));
             }
-            if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) {
-                return Err(ApiError::NotFound);
+        }
+    } else {
+        let out = s3.get_object().bucket(bucket).key(&key).set_if_none_match(if_none_match).send().await;
+        match out {
+            Ok(o) => (
+                Meta {
+                    content_type: o.content_type().map(str::to_owned),
+                    content_length: o.content_length(),
+                    etag: o.e_tag().map(str::to_owned),
+                },
+                axum::body::Body::new(o.body.into_inner()),
+            ),
+            Err(e) => {
+                if let Some(etag) = not_modified_etag(&e) {
+                    return Ok(not_modified(etag));
+                }
+                if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) {
+                    return Err(ApiError::NotFound);
+                }
+                return Err(unavailable("reading the variant", e));
             }
-            return Err(unavailable("reading the variant", e));
         }
     };
+
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
     // Only crunchbox's own two output types are ever served, whatever an
     // object's metadata says.
-    let content_type = match out.content_type() {
-        Some("image/png") => "image/png",
-        _ => "image/jpeg",
-    };
-    let etag = out.e_tag().and_then(|e| HeaderValue::from_str(e).ok());
-    let bytes = out.body.collect().await.map_err(|e| unavailable("reading the variant", e))?.into_bytes();
-    let mut resp = bytes.into_response();
-    let h = resp.headers_mut();
+    let content_type = if meta.content_type.as_deref() == Some("image/png") { "image/png" } else { "image/jpeg" };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Some(etag) = etag {
+    if let Some(len) = meta.content_length.and_then(|n| u64::try_from(n).ok()) {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if let Some(etag) = meta.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         h.insert(header::ETAG, etag);
     }
     common_headers(h);
     Ok(resp)
+}
+
+/// S3 answers a matching `If-None-Match` with a bodiless 304, which the
+/// SDK reports as an error; returns the ETag S3 sent with it, if any.
+fn not_modified_etag<E>(e: &SdkError<E, HttpResponse>) -> Option<Option<String>> {
+    let raw = e.raw_response().filter(|r| r.status().as_u16() == 304)?;
+    Some(raw.headers().get("etag").map(str::to_owned))
+}
+
+/// A 304 with the same caching headers a 200 would carry (RFC 9110 15.4.5).
+fn not_modified(etag: Option<String>) -> Response {
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    let h = resp.headers_mut();
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        h.insert(header::ETAG, etag);
+    }
+    common_headers(h);
+    resp
 }
 
 fn common_headers(h: &mut HeaderMap) {

@@ -72,17 +72,22 @@ async fn accept(
         return Err(ApiError::MagicMismatch(declared.mime()));
     }
 
-    let (stream, len) = match length {
-        Some(len) => (ByteStream::new(SdkBody::from_body_1_x(body::pump(prefix, rest, len))), len),
+    let (stream, len, pumping) = match length {
+        Some(len) => {
+            let (channel, pumping) = body::pump(prefix, rest, len);
+            (ByteStream::new(SdkBody::from_body_1_x(channel)), len, Some(pumping))
+        }
         None => {
+            // No length to give S3 up front: hold the body, at most
+            // `max_upload_bytes` of it, then store it in one PUT.
             let whole: Bytes = body::read_limited(prefix, rest, limit).await.map_err(body_error(limit))?;
             let len = whole.len() as u64;
-            (ByteStream::from(whole), len)
+            (ByteStream::from(whole), len, None)
         }
     };
 
     let id = AvatarId::generate().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
-    state
+    let put = state
         .clients
         .s3
         .put_object()
@@ -92,8 +97,17 @@ async fn accept(
         .content_length(len as i64)
         .body(stream)
         .send()
-        .await
-        .map_err(|e| unavailable("storing the upload", e))?;
+        .await;
+    if let Err(e) = put {
+        // A PUT that failed because the client's body did (too short, a
+        // read error) is the client's fault, not a storage outage.
+        if let Some(pumping) = pumping
+            && let Ok(Err(body_err)) = pumping.await
+        {
+            return Err(body_error(limit)(body_err));
+        }
+        return Err(unavailable("storing the upload", e));
+    }
 
     if let Err(e) =
         state.clients.sqs.send_message().queue_url(&settings.queue_url).message_body(id.as_str()).send().await

@@ -30,8 +30,10 @@ pub async fn drain(clients: Clients, settings: Arc<Settings>, mut shutdown: Shut
             Ok(out) => out.messages.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %DisplayErrorContext(e), "dead-letter receive failed");
-                tokio::time::sleep(RECEIVE_BACKOFF).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(RECEIVE_BACKOFF) => continue,
+                    () = shutdown.wait() => return,
+                }
             }
         };
         for message in messages {

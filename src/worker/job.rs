@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -115,7 +116,21 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
             .await
             .map_err(transient("uploading a variant"))?;
     }
+    if original_deleted(clients, settings, id).await {
+        // A DELETE ran while this crunch did: take the variants down again
+        // so a deleted upload does not come back as ready.
+        for name in VariantName::ALL {
+            let _ = clients.s3.delete_object().bucket(&settings.public_bucket).key(id.variant_key(name)).send().await;
+        }
+        return Err(JobError::Gone);
+    }
     Ok(())
+}
+
+/// True only when S3 says the original is gone; any doubt counts as present.
+async fn original_deleted(clients: &Clients, settings: &Settings, id: &AvatarId) -> bool {
+    let head = clients.s3.head_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
+    matches!(head, Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))))
 }
 
 pub(super) async fn write_failure(
@@ -147,7 +162,8 @@ async fn delete_message(clients: &Clients, settings: &Settings, receipt: &str) {
 
 /// Keeps the message invisible while a long crunch runs.
 async fn extend_visibility(clients: Clients, queue_url: String, receipt: String, timeout: i32) {
-    let period = Duration::from_secs((timeout as u64 / 2).max(1));
+    // Renew at half the timeout, so one slow call cannot let it lapse.
+    let period = Duration::from_millis(u64::try_from(timeout).unwrap_or(1).max(1) * 500);
     loop {
         tokio::time::sleep(period).await;
         let res = clients

@@ -45,7 +45,7 @@ impl Settings {
             public_bucket: config.buckets.public.clone(),
             queue_url,
             dlq_url,
-            visibility_timeout: config.queue.visibility_timeout.max(10) as i32,
+            visibility_timeout: i32::try_from(config.queue.visibility_timeout.max(1)).unwrap_or(i32::MAX),
             max_receive_count: config.queue.max_receive_count,
             limits: Limits { max_pixels: config.crunch.max_pixels },
             concurrency: config.crunch_concurrency(),
@@ -94,8 +94,10 @@ pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
             Ok(out) => out.messages.unwrap_or_default(),
             Err(e) => {
                 tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(e), "receive failed");
-                tokio::time::sleep(RECEIVE_BACKOFF).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(RECEIVE_BACKOFF) => continue,
+                    () = shutdown.wait() => break,
+                }
             }
         };
         for message in messages {

@@ -1,0 +1,189 @@
+//! The pipeline when things go wrong: transient failures that end in the
+//! dead-letter queue, a web tier whose S3/SQS endpoint is gone, and uploads
+//! deleted before a worker got to them. Real server, real SDK clients.
+
+mod common;
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::{ALL_ROLES, TestServer, test_config};
+use crunchbox::cli::Role;
+use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const TOKEN: &str = "dev-token";
+/// Bounds a hang; it does not measure speed (the CPU is shared).
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = ImageBuffer::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 99]));
+    let mut out = Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(img).write_to(&mut out, ImageFormat::Jpeg).expect("encode");
+    out.into_inner()
+}
+
+async fn upload(web: &str, body: Vec<u8>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{web}/v1/avatar/upload"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "image/jpeg")
+        .body(body)
+        .send()
+        .await
+        .expect("upload request")
+}
+
+async fn upload_id(web: &str, body: Vec<u8>) -> String {
+    let resp = upload(web, body).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    resp.json::<Value>().await.expect("json")["id"].as_str().expect("id").to_owned()
+}
+
+async fn status(web: &str, id: &str) -> (StatusCode, Value) {
+    let resp = reqwest::get(format!("{web}/v1/avatar/{id}")).await.expect("status request");
+    let code = resp.status();
+    (code, resp.json().await.expect("json"))
+}
+
+/// Polls until the upload is no longer pending.
+async fn settled(web: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (code, json) = status(web, id).await;
+        assert_eq!(code, StatusCode::OK, "{json}");
+        if json["status"] != "pending" {
+            return json;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id} still pending after {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Visible plus in-flight messages on a queue.
+async fn queue_depth(server: &TestServer, name: &str) -> u64 {
+    let sqs = server.sqs().await;
+    let url = sqs.get_queue_url().queue_name(name).send().await.expect("queue url").queue_url.expect("url");
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("attributes");
+    let attrs = out.attributes().expect("attributes");
+    [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+        .iter()
+        .map(|a| attrs.get(a).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+        .sum()
+}
+
+/// S3 refuses every variant (the public bucket is gone): each attempt is a
+/// transient failure, the message comes back after its visibility timeout,
+/// and after `max_receive_count` receives it is dead-lettered, which the
+/// worker turns into a `failed` status with reason `dead_lettered`.
+#[tokio::test]
+async fn transient_failures_end_in_the_dead_letter_queue_as_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.queue.max_receive_count = 2;
+    config.queue.visibility_timeout = 1;
+    let server = TestServer::start_with(config, dir, &ALL_ROLES).await;
+    let web = server.web_url();
+    let public = server.config.buckets.public.clone();
+    server.s3().await.delete_bucket().bucket(&public).send().await.expect("public bucket removed");
+
+    let id = upload_id(&web, jpeg(300, 200)).await;
+    let json = settled(&web, &id).await;
+    assert_eq!(json["status"], "failed", "{json}");
+    assert_eq!(json["reason"], "dead_lettered", "{json}");
+    assert!(json["error"].as_str().is_some_and(|e| e.contains("2 times")), "{json}");
+
+    // Both queues are drained: nothing retries forever.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while queue_depth(&server, &server.config.queue.name).await
+        + queue_depth(&server, &server.config.queue.dlq_name).await
+        > 0
+    {
+        assert!(tokio::time::Instant::now() < deadline, "queues never drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::get(format!("{web}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("crunchbox_crunches_total{outcome=\"retry\"}"), "{metrics}");
+    assert!(metrics.contains("crunchbox_crunch_failures_total{reason=\"dead_lettered\"}"), "{metrics}");
+    server.shutdown().await;
+}
+
+/// A web + worker tier pointed at another process's S3 and SQS: healthy
+/// while that endpoint runs, 503s naming both once it is gone, and uploads
+/// are refused with a JSON 503 instead of being half-stored.
+#[tokio::test]
+async fn dead_endpoint_fails_heartbeat_and_uploads_with_503() {
+    let storage = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.aws.listen = storage.app().aws_addr.expect("aws listener");
+    let tier = TestServer::start_with(config, dir, &[Role::Web, Role::Worker]).await;
+    let web = tier.web_url();
+
+    let resp = reqwest::get(format!("{web}/__heartbeat__")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id = upload_id(&web, jpeg(120, 90)).await;
+    assert_eq!(settled(&web, &id).await["status"], "ready");
+
+    storage.shutdown().await;
+
+    let resp = reqwest::get(format!("{web}/__heartbeat__")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: Value = resp.json().await.unwrap();
+    for check in ["s3", "sqs"] {
+        let reason = json["checks"][check].as_str().unwrap_or_else(|| panic!("no {check} check in {json}"));
+        assert_ne!(reason, "ok", "{json}");
+    }
+    assert_eq!(reqwest::get(format!("{web}/__lbheartbeat__")).await.unwrap().status(), StatusCode::OK);
+
+    let resp = upload(&web, jpeg(64, 64)).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: Value = resp.json().await.unwrap();
+    assert_eq!(json["code"], 503, "{json}");
+    assert_eq!(json["error"], "Service Unavailable", "{json}");
+    assert!(json["errno"].is_u64() && json["message"].is_string(), "{json}");
+    let (code, json) = status(&web, &id).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    tier.shutdown().await;
+}
+
+/// Without a worker an upload stays pending and can be deleted; when a
+/// worker starts later, the orphaned message is dropped, not crunched.
+#[tokio::test]
+async fn upload_deleted_while_pending_is_never_crunched() {
+    let mut server = TestServer::start(&[Role::S3, Role::Sqs, Role::Web]).await;
+    let web = server.web_url();
+    let id = upload_id(&web, jpeg(200, 100)).await;
+    let (code, json) = status(&web, &id).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(json["status"], "pending", "{json}");
+    assert!(json.get("error").is_none(), "{json}");
+
+    let resp =
+        reqwest::Client::new().delete(format!("{web}/v1/avatar/{id}")).bearer_auth(TOKEN).send().await.expect("delete");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(status(&web, &id).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(queue_depth(&server, &server.config.queue.name).await, 1);
+
+    server.roles = ALL_ROLES.to_vec();
+    server.restart().await;
+    let web = server.web_url();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while queue_depth(&server, &server.config.queue.name).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned message was never dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&web, &id).await.0, StatusCode::NOT_FOUND);
+    let public = server.s3().await.list_objects_v2().bucket(&server.config.buckets.public).send().await.unwrap();
+    assert_eq!(public.key_count(), Some(0));
+    server.shutdown().await;
+}
