@@ -38,15 +38,17 @@ pub enum ProvisionError {
 }
 
 fn not_ready_text(target: &str, missing: &[String], failed: &[String], command: &str) -> String {
-    let mut text = format!("not provisioned at {target}:");
-    if !missing.is_empty() {
-        text.push_str(&format!(" missing {}", missing.join(", ")));
+    let cannot_check = format!("cannot check {}", failed.join("; "));
+    match (missing.is_empty(), failed.is_empty()) {
+        (false, true) => format!("not provisioned at {target}: missing {}; run `{command}` first", missing.join(", ")),
+        (false, false) => format!(
+            "not provisioned at {target}: missing {}; {cannot_check}; run `{command}` first",
+            missing.join(", ")
+        ),
+        _ => {
+            format!("{cannot_check} at {target}; check the credentials and the role's permissions, or run `{command}`")
+        }
     }
-    if !failed.is_empty() {
-        text.push_str(&format!("{} cannot check {}", if missing.is_empty() { "" } else { ";" }, failed.join("; ")));
-    }
-    text.push_str(&format!("; run `{command}` first"));
-    text
 }
 
 /// How a resource stood before `ensure` touched it.
@@ -102,7 +104,8 @@ where
             match (se.err().code(), se.err().message()) {
                 (Some(code), Some(msg)) => format!("{code}: {msg}"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ if status == 403 => "access denied (HTTP 403)".into(),
+                // HEAD answers carry no error body.
+                _ if status == 403 => "access denied (HTTP 403): wrong credentials, or no permission".into(),
                 _ => format!("HTTP {status}"),
             }
         }
@@ -399,6 +402,12 @@ mod tests {
             text,
             "not provisioned at AWS (region eu-west-1): missing bucket a, queue q; \
              cannot check bucket b (AccessDenied: no); run `crunchbox provision --driver aws` first"
+        );
+        let text = not_ready_text("X", &[], &["queue q (AccessDenied: no)".into()], "crunchbox provision");
+        assert_eq!(
+            text,
+            "cannot check queue q (AccessDenied: no) at X; \
+             check the credentials and the role's permissions, or run `crunchbox provision`"
         );
     }
 }
