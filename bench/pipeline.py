@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""End-to-end avatar pipeline benchmark on the release binary.
+
+For 1, 8 and 32 concurrent clients, each a thread that uploads a corpus
+photo over HTTP and then polls `HEAD /a/{id}` (the default variant, whose
+presence is what "ready" means) until it exists, then takes the next photo:
+
+  * upload→ready latency p50 / p99 (poll resolution: POLL seconds),
+  * uploads/s (uploads completed to ready ÷ wall time),
+  * peak RSS of the server process (VmHWM from /proc/PID/status).
+
+Every concurrency level gets a fresh server (fresh data dir, every role on
+the embedded driver) so its peak RSS is its own. As the reference, measured
+in the same run: `crunchbox crunch` over the same photos offline (one
+process, one file after another), images/s; the ratio says how much of the
+crunch rate survives HTTP, S3, SQS and two shared cores.
+
+  e2e/.venv/bin/python bench/pipeline.py       (env: CRUNCHBOX_CORPUS, ROUNDS)
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "e2e"))
+from conftest import BINARY, CORPUS, Server  # noqa: E402
+
+TOKEN = "dev-token"
+MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
+LEVELS = (1, 8, 32)
+POLL = 0.02
+DEADLINE = 600.0
+
+
+def photos() -> list[tuple[bytes, str]]:
+    files = sorted(p for p in CORPUS.iterdir() if p.suffix.lower() in MIME)
+    if not files:
+        sys.exit(f"no images in {CORPUS}")
+    return [(p.read_bytes(), MIME[p.suffix.lower()]) for p in files]
+
+
+def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def upload_until_ready(web: str, body: bytes, mime: str) -> float:
+    """Seconds from sending the upload to its default variant existing."""
+    started = time.perf_counter()
+    status, answer = request(
+        "POST", f"{web}/v1/avatar/upload", body, {"Authorization": f"Bearer {TOKEN}", "Content-Type": mime}
+    )
+    if status != 201:
+        raise RuntimeError(f"upload answered {status}: {answer[:200]!r}")
+    avatar_id = json.loads(answer)["id"]
+    while True:
+        status, _ = request("HEAD", f"{web}/a/{avatar_id}")
+        if status == 200:
+            return time.perf_counter() - started
+        if status != 404:
+            raise RuntimeError(f"HEAD /a/{avatar_id} answered {status}")
+        if time.perf_counter() - started > DEADLINE:
+            raise RuntimeError(f"{avatar_id} not ready after {DEADLINE}s")
+        time.sleep(POLL)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_level(clients: int, inputs: list[tuple[bytes, str]], total: int, tmp: Path) -> dict:
+    server = Server(tmp / f"c{clients}", env={"CRUNCHBOX_WEB_MAX_UPLOAD_BYTES": str(16 * 1024 * 1024)})
+    server.start()
+    try:
+        # Warm-up: one upload, so connection set-up is not measured.
+        upload_until_ready(server.web, *inputs[0])
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        counter = iter(range(total))
+
+        def client() -> None:
+            while True:
+                with lock:
+                    n = next(counter, None)
+                if n is None:
+                    return
+                try:
+                    latency = upload_until_ready(server.web, *inputs[n % len(inputs)])
+                except Exception as e:  # noqa: BLE001 - reported below
+                    with lock:
+                        errors.append(str(e))
+                    return
+                with lock:
+                    latencies.append(latency)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+        if errors:
+            raise RuntimeError(f"{len(errors)} uploads failed, e.g. {errors[0]}")
+        rss = peak_rss_mib(server.proc.pid)
+    finally:
+        server.stop()
+    latencies.sort()
+    return {
+        "clients": clients,
+        "uploads": len(latencies),
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+        "rate": len(latencies) / wall,
+        "rss": rss,
+    }
+
+
+def offline_crunch_rate(tmp: Path) -> float:
+    files = sorted(str(p) for p in CORPUS.iterdir() if p.suffix.lower() in MIME)
+    best = None
+    for _ in range(int(os.environ.get("ROUNDS", "2"))):
+        out = tmp / "offline"
+        started = time.perf_counter()
+        subprocess.run([str(BINARY), "crunch", *files, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - started
+        best = elapsed if best is None else min(best, elapsed)
+    return len(files) / best
+
+
+def main() -> None:
+    if not BINARY.exists():
+        sys.exit(f"{BINARY} missing: CARGO_INCREMENTAL=1 cargo build --release")
+    inputs = photos()
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"corpus: {len(inputs)} photos from {CORPUS}; {os.cpu_count()} cores; load before: {load}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        offline = offline_crunch_rate(tmp)
+        print(f"reference: crunchbox crunch offline, one process: {offline:6.2f} images/s")
+        print(f"{'clients':>7} {'uploads':>7} {'p50 ms':>8} {'p99 ms':>8} {'uploads/s':>9} {'peak RSS MiB':>12} {'vs offline':>10}")
+        for clients in LEVELS:
+            total = max(2 * len(inputs), 2 * clients)
+            r = run_level(clients, inputs, total, tmp)
+            print(
+                f"{r['clients']:>7} {r['uploads']:>7} {r['p50'] * 1000:>8.0f} {r['p99'] * 1000:>8.0f} "
+                f"{r['rate']:>9.2f} {r['rss']:>12.1f} {r['rate'] / offline:>9.2f}x",
+                flush=True,
+            )
+    with open("/proc/loadavg") as f:
+        print(f"load after: {' '.join(f.read().split()[:3])}")
+
+
+if __name__ == "__main__":
+    main()
