@@ -78,6 +78,8 @@ def test_roles_refuse_to_start_until_provisioned(backend, tmp_path, procs):
     assert status == 200, body
     assert json.loads(body)["checks"] == {"s3": "ok", "sqs": "ok"}
     assert worker.proc.poll() is None, worker.log()
+    # The stateless tiers keep nothing on disk.
+    assert not (tmp_path / "web-data").exists() and not (tmp_path / "worker-data").exists()
 
 
 def test_provision_is_idempotent_and_reports_each_resource(backend, tmp_path):

@@ -51,12 +51,13 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     // Install the recorder before anything counts, so no early sample is lost.
     let _ = crate::metrics::handle();
 
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
-
     let mut aws_addr = None;
     let mut queue = None;
     if has(Role::S3) || has(Role::Sqs) {
+        // Only the stateful roles keep data: web and worker stay stateless
+        // (and run on a read-only filesystem).
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
         let s3 = if has(Role::S3) { Some(s3compat::service(&config)?) } else { None };
         let sqs = if has(Role::Sqs) { Some(QueueService::open(&config)?) } else { None };
         if let Some(q) = &sqs {
