@@ -292,7 +292,7 @@ async fn upload_over_the_limit_by_content_length_is_refused_unread() {
     // Announce a body over the limit and send none of it: the answer must
     // come from the header alone (a server that read the body would wait).
     let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: image/png\r\nContent-Length: {}\r\n\r\n",
         MAX_UPLOAD + 1
     );
@@ -314,7 +314,7 @@ async fn upload_over_the_limit_by_content_length_is_refused_unread() {
 async fn upload_over_the_limit_while_streaming_chunked_stores_nothing() {
     let server = start().await;
     let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     let mut first = png_alpha(8, 8);
@@ -364,7 +364,7 @@ async fn upload_whose_body_ends_early_stores_nothing() {
     let mut part = png_alpha(8, 8);
     part.resize(4096, 0);
     let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
     );
     // 4 KiB of a promised 100000 bytes, then the client stops sending.
@@ -510,6 +510,40 @@ async fn transparency_orientation_and_small_inputs() {
     assert_eq!((large.width(), large.height()), (200, 300));
     let (default, _) = fetch_variant(&server, &rotated, "image/jpeg").await;
     assert_fits(&default, (200, 300), 200, "rotated default");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn gif_first_frame_and_webp_inputs() {
+    let server = start().await;
+    // Two frames: red, then blue. Only the first one is used.
+    let mut gif = Vec::new();
+    {
+        let red = ImageBuffer::from_pixel(240, 160, Rgba([255, 0, 0, 255]));
+        let blue = ImageBuffer::from_pixel(240, 160, Rgba([0, 0, 255, 255]));
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        enc.encode_frames([image::Frame::new(red), image::Frame::new(blue)]).expect("gif");
+    }
+    let mut webp = Vec::new();
+    let green = ImageBuffer::from_pixel(700, 350, Rgb([0u8, 200, 0]));
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .encode(green.as_raw(), 700, 350, image::ExtendedColorType::Rgb8)
+        .expect("webp");
+
+    let gif_id = upload_ok(&server, "image/gif", gif).await;
+    let webp_id = upload_ok(&server, "image/webp", webp).await;
+
+    assert_eq!(settled(&server, &gif_id).await["status"], "ready");
+    let (large, _) = fetch_variant(&server, &format!("{gif_id}_large"), "image/jpeg").await;
+    assert_eq!((large.width(), large.height()), (240, 160));
+    let px = large.to_rgb8().get_pixel(120, 80).0;
+    assert!(px[0] > 200 && px[2] < 60, "first frame is red, got {px:?}");
+
+    assert_eq!(settled(&server, &webp_id).await["status"], "ready");
+    let (large, _) = fetch_variant(&server, &format!("{webp_id}_large"), "image/jpeg").await;
+    assert_eq!((large.width(), large.height()), (600, 300));
+    let (small, _) = fetch_variant(&server, &format!("{webp_id}_small"), "image/jpeg").await;
+    assert_eq!((small.width(), small.height()), (100, 50));
     server.shutdown().await;
 }
 
