@@ -16,7 +16,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use super::Settings;
 use crate::avatar::{AvatarId, FailureRecord};
 use crate::clients::Clients;
-use crate::crunch::{self, CrunchError, VariantName};
+use crate::crunch::{self, CrunchError, Variant, VariantName};
 use crate::metrics as m;
 
 /// Why a job did not finish; decides what happens to the message.
@@ -101,20 +101,11 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
         .map_err(|e| JobError::Transient(format!("crunch task: {e}")))??;
 
     // The default variant goes last: its presence is what "ready" means.
-    let mut ordered = variants;
-    ordered.sort_by_key(|v| v.name == VariantName::Default);
-    for v in ordered {
-        clients
-            .s3
-            .put_object()
-            .bucket(&settings.public_bucket)
-            .key(id.variant_key(v.name))
-            .content_type(v.content_type)
-            .cache_control("public, max-age=31536000, immutable")
-            .body(ByteStream::from(v.bytes))
-            .send()
-            .await
-            .map_err(transient("uploading a variant"))?;
+    // The others go up together, so a job waits for one durable PUT less.
+    let (default, others): (Vec<_>, Vec<_>) = variants.into_iter().partition(|v| v.name == VariantName::Default);
+    futures_util::future::try_join_all(others.into_iter().map(|v| put_variant(clients, settings, id, v))).await?;
+    for v in default {
+        put_variant(clients, settings, id, v).await?;
     }
     if original_deleted(clients, settings, id).await {
         // A DELETE ran while this crunch did: take the variants down again
@@ -125,6 +116,21 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
         return Err(JobError::Gone);
     }
     Ok(())
+}
+
+async fn put_variant(clients: &Clients, settings: &Settings, id: &AvatarId, v: Variant) -> Result<(), JobError> {
+    clients
+        .s3
+        .put_object()
+        .bucket(&settings.public_bucket)
+        .key(id.variant_key(v.name))
+        .content_type(v.content_type)
+        .cache_control("public, max-age=31536000, immutable")
+        .body(ByteStream::from(v.bytes))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(transient("uploading a variant"))
 }
 
 /// True only when S3 says the original is gone; any doubt counts as present.
