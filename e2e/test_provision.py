@@ -172,7 +172,9 @@ def test_embedded_provision_talks_to_a_running_crunchbox(server_factory, tmp_pat
     core = server_factory(roles="s3,sqs", name="core").start()
     aws = Backend(core.endpoint, ACCESS_KEY, SECRET_KEY)
     env = crunchbox_env(aws, tmp_path / "p", {"CRUNCHBOX_AWS_LISTEN": f"127.0.0.1:{core.aws_port}"})
-    run = lambda: subprocess.run([str(BINARY), "provision"], env=env, capture_output=True, text=True, timeout=120)  # noqa: E731
+
+    def run():
+        return subprocess.run([str(BINARY), "provision"], env=env, capture_output=True, text=True, timeout=120)
 
     first = report(run())
     assert {outcome(r) for r in first.values()} == {"created"}

@@ -145,7 +145,8 @@ class Proc:
         return f"http://127.0.0.1:{self.web_port}"
 
     def args(self) -> list[str]:
-        return [str(BINARY), "serve", "--roles", self.role, "--driver", "aws", "--aws-endpoint-url", self.backend.endpoint]
+        endpoint = self.backend.endpoint
+        return [str(BINARY), "serve", "--roles", self.role, "--driver", "aws", "--aws-endpoint-url", endpoint]
 
     def start(self, wait: bool = True) -> "Proc":
         log = open(self.log_path, "ab")
@@ -178,7 +179,8 @@ class Proc:
             return ""
 
     def events(self, message: str) -> list[dict]:
-        """The JSON log events with this message."""
+        """The fields of the JSON log events with this message (mozlog:
+        `Fields.msg`; tracing's flat JSON: `message`)."""
         out = []
         for line in self.log().splitlines():
             if line.startswith("{"):
@@ -186,8 +188,9 @@ class Proc:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                if event.get("message") == message:
-                    out.append(event)
+                fields = event.get("Fields", event)
+                if fields.get("msg", fields.get("message")) == message:
+                    out.append(fields)
         return out
 
     def crunched(self) -> set[str]:
@@ -296,7 +299,8 @@ def start_tiers(backend: Backend, tmp: Path, procs: list, webs: int, workers: in
 def test_two_webs_two_workers_fifty_uploads(backend, tmp_path, procs, corpus):
     done = provision(backend, tmp_path)
     assert done.returncode == 0, done.stderr
-    webs, workers = start_tiers(backend, tmp_path, procs, webs=2, workers=2, extra={"CRUNCHBOX_CRUNCH_CONCURRENCY": "2"})
+    extra = {"CRUNCHBOX_CRUNCH_CONCURRENCY": "2"}
+    webs, workers = start_tiers(backend, tmp_path, procs, webs=2, workers=2, extra=extra)
 
     files = photos(corpus)
     plan = [(webs[i % 2], files[i % len(files)]) for i in range(50)]
@@ -333,7 +337,8 @@ def test_two_webs_two_workers_fifty_uploads(backend, tmp_path, procs, corpus):
     # At least one photo was crunched by both workers, so "identical"
     # compares their outputs and not one worker with itself.
     assert crossed >= 1
-    print(f"\n{backend.endpoint}: crunched per worker {[len(c) for c in by_worker]}, photos crunched by both: {crossed}")
+    counts = [len(c) for c in by_worker]
+    print(f"\n{backend.endpoint}: crunched per worker {counts}, photos crunched by both: {crossed}")
 
     # Nothing is left behind in the queues.
     sqs = backend.client("sqs")
@@ -362,8 +367,7 @@ def wait_until(predicate, what: str, deadline: float = READY_DEADLINE) -> None:
 
 
 def test_worker_killed_mid_crunch_loses_nothing(backend, tmp_path, procs, corpus):
-    # The worker asks for at least 10 s of visibility; the queue default is
-    # what provision sets.
+    # A short visibility timeout, so the dead worker's messages come back soon.
     extra = {"CRUNCHBOX_QUEUE_VISIBILITY_TIMEOUT": "5", "CRUNCHBOX_CRUNCH_CONCURRENCY": "2"}
     done = provision(backend, tmp_path, extra)
     assert done.returncode == 0, done.stderr
@@ -397,3 +401,197 @@ def test_worker_killed_mid_crunch_loses_nothing(backend, tmp_path, procs, corpus
         copies = [id_ for i, id_ in enumerate(ids) if files[i % len(files)] == photo]
         assert len({variants(web.web, id_) for id_ in copies}) == 1, photo.name
     assert queue_counts(backend) == (0, 0)
+
+
+# The IAM policies of README's "Running in production", verbatim apart from
+# the placeholders. test_iam_policies_suffice runs the whole pipeline under
+# them with moto enforcing IAM, so a call the code makes that the policies
+# do not allow fails the test.
+WEB_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "HeadBucketAnd404s",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": ["arn:aws:s3:::crunchbox-uploads", "arn:aws:s3:::crunchbox-public"],
+        },
+        {
+            "Sid": "Originals",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::crunchbox-uploads/originals/*",
+        },
+        {
+            "Sid": "FailureRecords",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::crunchbox-uploads/failed/*",
+        },
+        {
+            "Sid": "Variants",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": "arn:aws:s3:::crunchbox-public/*",
+        },
+        {
+            "Sid": "CrunchQueue",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"],
+            "Resource": "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch",
+        },
+        {
+            "Sid": "DeadLetterQueueLookup",
+            "Effect": "Allow",
+            "Action": "sqs:GetQueueUrl",
+            "Resource": "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch-dlq",
+        },
+    ],
+}
+WORKER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "HeadBucketAnd404s",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": ["arn:aws:s3:::crunchbox-uploads", "arn:aws:s3:::crunchbox-public"],
+        },
+        {
+            "Sid": "ReadOriginals",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::crunchbox-uploads/originals/*",
+        },
+        {
+            "Sid": "WriteFailureRecords",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::crunchbox-uploads/failed/*",
+        },
+        {
+            "Sid": "WriteVariants",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::crunchbox-public/*",
+        },
+        {
+            "Sid": "CrunchQueue",
+            "Effect": "Allow",
+            "Action": [
+                "sqs:GetQueueUrl",
+                "sqs:ReceiveMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+            ],
+            "Resource": "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch",
+        },
+        {
+            "Sid": "DeadLetterQueue",
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"],
+            "Resource": "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch-dlq",
+        },
+    ],
+}
+PROVISIONER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:CreateBucket"],
+            "Resource": ["arn:aws:s3:::crunchbox-uploads", "arn:aws:s3:::crunchbox-public"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["sqs:GetQueueUrl", "sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes"],
+            "Resource": [
+                "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch",
+                "arn:aws:sqs:REGION:ACCOUNT:crunchbox-crunch-dlq",
+            ],
+        },
+    ],
+}
+MOTO_ACCOUNT = "123456789012"
+
+
+def for_moto(policy: dict) -> str:
+    """Fills the placeholders and bridges two moto quirks: it authorises
+    HeadBucket as the made-up action `s3:HeadBucket` where AWS uses
+    `s3:ListBucket` (grant both), and it checks GetQueueUrl (which names a
+    queue by QueueName, not QueueUrl) and CreateQueue against resource `*`
+    where AWS uses the queue's ARN (grant those two on `*`)."""
+    text = json.dumps(policy).replace("REGION", REGION).replace("ACCOUNT", MOTO_ACCOUNT)
+    doc = json.loads(text)
+    for statement in list(doc["Statement"]):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "s3:ListBucket" in actions:
+            statement["Action"] = actions + ["s3:HeadBucket"]
+        by_name = [a for a in actions if a in ("sqs:GetQueueUrl", "sqs:CreateQueue")]
+        if by_name:
+            doc["Statement"].append({"Effect": "Allow", "Action": by_name, "Resource": "*"})
+    return json.dumps(doc)
+
+
+def iam_user(moto: Moto, name: str, policy: dict) -> Backend:
+    """An IAM user with one inline policy, and its key pair."""
+    iam = Backend(moto.endpoint, "setup", "setup").client("iam")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=for_moto(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return Backend(moto.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def test_iam_policies_suffice(tmp_path, procs, corpus):
+    moto = Moto(tmp_path).start()
+    procs.append(moto)
+    admin = iam_user(moto, "provisioner", PROVISIONER_POLICY)
+    web_user = iam_user(moto, "web", WEB_POLICY)
+    worker_user = iam_user(moto, "worker", WORKER_POLICY)
+    # From here on moto checks every request's signature and policy.
+    status, _, body = http("POST", f"{moto.endpoint}/moto-api/reset-auth", b"0", {"Content-Type": "text/plain"})
+    assert status == 200, body
+
+    done = provision(admin, tmp_path)
+    assert done.returncode == 0, done.stderr
+    web = Proc("web", "web", web_user, tmp_path).start()
+    worker = Proc("worker", "worker", worker_user, tmp_path).start()
+    procs.extend([web, worker])
+
+    # Enforcement is on: the web role may not write variants.
+    with pytest.raises(Exception, match="AccessDenied"):
+        web_user.client("s3").put_object(Bucket="crunchbox-public", Key="x", Body=b"x")
+
+    assert http("GET", f"{web.web}/__heartbeat__")[0] == 200
+    assert http("GET", f"{web.web}/metrics")[0] == 200
+    good = upload(web.web, photos(corpus)[0])
+    # A JPEG header with nothing after it: the worker records a failure.
+    status, _, body = http(
+        "POST",
+        f"{web.web}/v1/avatar/upload",
+        b"\xff\xd8\xff\xe0" + b"\x00" * 64,
+        {"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/jpeg"},
+    )
+    assert status == 201, body
+    bad = json.loads(body)["id"]
+    # Not ready yet or ready: never an error (404s need s3:ListBucket).
+    assert http("GET", f"{web.web}/a/{good}_large")[0] in (200, 404)
+
+    wait_ready(web.web, [good])
+    variants(web.web, good)
+    end = time.monotonic() + READY_DEADLINE
+    while json.loads(http("GET", f"{web.web}/v1/avatar/{bad}")[2])["status"] == "pending":
+        assert time.monotonic() < end, "the bad upload never failed"
+        time.sleep(0.5)
+    assert json.loads(http("GET", f"{web.web}/v1/avatar/{bad}")[2])["status"] == "failed"
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for id_ in (good, bad):
+        status, _, body = http("DELETE", f"{web.web}/v1/avatar/{id_}", headers=auth)
+        assert status == 200, body
+        assert http("GET", f"{web.web}/v1/avatar/{id_}")[0] == 404
+    assert http("GET", f"{web.web}/a/{good}")[0] == 404
+
+    for p in (web, worker):
+        assert "AccessDenied" not in p.log(), p.log()
