@@ -167,6 +167,13 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
     match clients.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(Outcome::Found),
         Err(e) if bucket_missing(&e) => {}
+        Err(e) if is_forbidden(&e) => {
+            return Err(ProvisionError::Call {
+                what: format!("checking bucket {bucket}"),
+                target: clients.target.clone(),
+                detail: BUCKET_FORBIDDEN.into(),
+            });
+        }
         Err(e) => return Err(call_err(clients, format!("checking bucket {bucket}"), &e)),
     }
     let mut req = clients.s3.create_bucket().bucket(bucket);
@@ -183,6 +190,15 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
         Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(Outcome::Found),
         Err(e) => Err(call_err(clients, format!("creating bucket {bucket}"), &e)),
     }
+}
+
+/// HeadBucket's 403 has no body; these are its usual reasons. Bucket names
+/// are global, so a default name is likely someone else's.
+const BUCKET_FORBIDDEN: &str = "access denied (HTTP 403): wrong credentials, no s3:ListBucket permission, \
+     or the name belongs to another account's bucket (names are global: set buckets.private / buckets.public)";
+
+fn is_forbidden(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
+    e.raw_response().is_some_and(|r| r.status().as_u16() == 403)
 }
 
 fn bucket_missing(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
@@ -316,6 +332,7 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
             Ok(_) => {}
             Err(e) if bucket_missing(&e) => missing.push(format!("bucket {bucket}")),
             Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", &e)),
+            Err(e) if is_forbidden(&e) => failed.push(format!("bucket {bucket} ({BUCKET_FORBIDDEN})")),
             Err(e) => failed.push(format!("bucket {bucket} ({})", describe(&e))),
         }
     }
