@@ -15,7 +15,7 @@ in the same run: `crunchbox crunch` over the same photos offline (one
 process, one file after another), images/s; the ratio says how much of the
 crunch rate survives HTTP, S3, SQS and two shared cores.
 
-  e2e/.venv/bin/python bench/pipeline.py       (env: CRUNCHBOX_CORPUS, ROUNDS)
+  e2e/.venv/bin/python bench/pipeline.py     (env: CRUNCHBOX_CORPUS, ROUNDS, LEVELS=1,8,32)
 """
 
 import json
@@ -36,7 +36,7 @@ from conftest import BINARY, CORPUS, Server  # noqa: E402
 
 TOKEN = "dev-token"
 MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
-LEVELS = (1, 8, 32)
+LEVELS = tuple(int(n) for n in os.environ.get("LEVELS", "1,8,32").split(","))
 POLL = 0.02
 DEADLINE = 600.0
 

@@ -187,3 +187,41 @@ async fn upload_deleted_while_pending_is_never_crunched() {
     assert_eq!(public.key_count(), Some(0));
     server.shutdown().await;
 }
+
+/// At-least-once delivery: the same id delivered again is crunched again to
+/// the same keys with the same bytes (same ETags), and stays ready.
+#[tokio::test]
+async fn redelivered_id_is_crunched_again_to_identical_variants() {
+    let server = TestServer::start(&ALL_ROLES).await;
+    let web = server.web_url();
+    let id = upload_id(&web, jpeg(640, 480)).await;
+    assert_eq!(settled(&web, &id).await["status"], "ready");
+    let s3 = server.s3().await;
+    let public = &server.config.buckets.public;
+    let mut etags = Vec::new();
+    for suffix in ["", "_small", "_large"] {
+        let head = s3.head_object().bucket(public).key(format!("{id}{suffix}")).send().await.expect("variant");
+        etags.push(head.e_tag().map(str::to_owned));
+    }
+
+    let sqs = server.sqs().await;
+    let url = sqs.get_queue_url().queue_name(&server.config.queue.name).send().await.unwrap().queue_url.unwrap();
+    sqs.send_message().queue_url(&url).message_body(&id).send().await.expect("redeliver");
+
+    // The worker deletes a message only after crunching it, after recording
+    // a permanent failure, or when the original is gone; the original is
+    // there, so an empty queue and no failure record mean it was crunched.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while queue_depth(&server, &server.config.queue.name).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the redelivered id was never handled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failure = s3.head_object().bucket(&server.config.buckets.private).key(format!("failed/{id}")).send().await;
+    assert!(failure.is_err(), "the redelivery was recorded as a failure");
+    assert_eq!(status(&web, &id).await.1["status"], "ready");
+    for (suffix, etag) in ["", "_small", "_large"].iter().zip(etags) {
+        let head = s3.head_object().bucket(public).key(format!("{id}{suffix}")).send().await.expect("variant");
+        assert_eq!(head.e_tag().map(str::to_owned), etag, "{suffix} changed bytes");
+    }
+    server.shutdown().await;
+}
