@@ -1,6 +1,7 @@
 //! The accept loop shared by every HTTP listener: per-connection tasks,
-//! a header-read timeout (slowloris clients are dropped), a request id per
-//! request, and graceful shutdown that finishes in-flight requests.
+//! a header-read timeout plus a stall and minimum-rate watch on each socket
+//! (slowloris clients are dropped, see [`watched`]), a request id
+//! per request, and graceful shutdown that finishes in-flight requests.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +18,9 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::shutdown::Shutdown;
+use watched::Watched;
+
+mod watched;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,7 +81,7 @@ where
             }
             .instrument(span)
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = builder.serve_connection(TokioIo::new(Watched::new(stream)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -121,6 +121,39 @@ impl QueueService {
         }
     }
 
+    /// Fuzzing entry point (`fuzz/`, regression tests): one request's head
+    /// and body through both wire protocols' parsers, the typed reads the
+    /// actions make, and both renderers; no SigV4, no store.
+    #[doc(hidden)]
+    pub fn fuzz_protocols(parts: &http::request::Parts, body: &[u8]) {
+        fn reads(input: &params::Input) {
+            let _ = input.str_map("Attributes");
+            let _ = input.str_list("AttributeNames");
+            let _ = input.int_in("WaitTimeSeconds", 0..=20);
+            let _ = input.object("MessageAttributes");
+            if let Ok(entries) = input.entries("Entries") {
+                for e in &entries {
+                    let _ = e.required_str("Id");
+                    let _ = e.int("DelaySeconds");
+                }
+            }
+        }
+        match json::parse(parts, body) {
+            Ok((_, input)) => {
+                reads(&input);
+                let _ = json::respond(Ok(serde_json::Value::Object(input.0)), "fuzz");
+            }
+            Err(e) => drop(json::respond(Err(e), "fuzz")),
+        }
+        match query::parse(parts, body) {
+            Ok((action, input)) => {
+                reads(&input);
+                let _ = query::respond(&action, Ok(serde_json::Value::Object(input.0)), "fuzz");
+            }
+            Err(e) => drop(query::respond("", Err(e), "fuzz")),
+        }
+    }
+
     /// Ends every long poll now (with no messages) and every later one at
     /// once; call when shutdown begins, before draining connections.
     pub fn begin_shutdown(&self) {

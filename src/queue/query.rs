@@ -33,6 +33,10 @@ const LISTS: [(&str, &str); 4] = [
     ("TagKey", "TagKeys"),
 ];
 
+/// Dotted parts a parameter name may have; AWS's deepest is 7
+/// (`SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringListValue.1`).
+const MAX_NAME_DEPTH: usize = 12;
+
 /// A parsed `A.1.B=…` parameter tree.
 #[derive(Debug, Default)]
 struct Node {
@@ -49,6 +53,11 @@ pub fn parse(parts: &Parts, body: &[u8]) -> Result<(String, Input), SqsError> {
         if k == "Action" {
             action = Some(v.into_owned());
             continue;
+        }
+        // The tree is converted (and dropped) recursively: bound its depth
+        // so a name of many dots cannot overflow the stack.
+        if k.split('.').nth(MAX_NAME_DEPTH).is_some() {
+            return Err(SqsError::invalid(format!("The parameter name {k:.64} has too many parts.")));
         }
         let mut node = &mut root;
         for seg in k.split('.') {
