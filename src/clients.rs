@@ -56,7 +56,7 @@ impl Clients {
                 let shared = loader.load().await;
                 let region = shared.region().map(|r| r.to_string()).unwrap_or_else(|| "?".into());
                 let target = match &config.aws.endpoint_url {
-                    Some(url) => format!("{url} (--aws-endpoint-url, region {region})"),
+                    Some(url) => format!("{url} (aws.endpoint_url, region {region})"),
                     None => format!("AWS (region {region})"),
                 };
                 (shared, target)
