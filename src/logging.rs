@@ -1,6 +1,17 @@
-//! Log setup: human-readable by default, mozlog JSON with `--log-format json`.
+//! Log setup: human-readable by default, Mozilla's mozlog JSON with
+//! `--log-format json`, so log pipelines built for Mozilla services (and
+//! anything that reads one JSON object per line) take crunchbox as is.
 
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
@@ -10,6 +21,206 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder.event_format(MozLog::new()).try_init(),
     };
+}
+
+/// Formats each event as one mozlog object: `Timestamp` (ns since the
+/// epoch), `Type` (the event's target), `Logger`, `Hostname`, `Severity`
+/// (syslog number), `Pid`, `Fields` (the event's fields, message as `msg`)
+/// and `EnvVersion` "2.0".
+pub struct MozLog {
+    hostname: String,
+    pid: u32,
+}
+
+impl MozLog {
+    pub fn new() -> Self {
+        MozLog { hostname: hostname(), pid: std::process::id() }
+    }
+}
+
+impl Default for MozLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for MozLog
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Map::new();
+        event.record(&mut JsonFields(&mut fields));
+        // The spans an event happened in name its context (e.g. one request).
+        if let Some(scope) = ctx.event_scope() {
+            let spans: Vec<&str> = scope.from_root().map(|span| span.name()).collect();
+            if !spans.is_empty() {
+                fields.insert("spans".into(), Value::from(spans.join(":")));
+            }
+        }
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let line = json!({
+            "Timestamp": timestamp,
+            "Type": if meta.target().is_empty() { "crunchbox" } else { meta.target() },
+            "Logger": "crunchbox",
+            "Hostname": self.hostname,
+            "EnvVersion": "2.0",
+            "Severity": severity(meta.level()),
+            "Pid": self.pid,
+            "Fields": fields,
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Syslog severities, as mozlog wants them.
+fn severity(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Collects an event's fields as JSON values, keeping numbers and booleans typed.
+struct JsonFields<'a>(&'a mut Map<String, Value>);
+
+impl JsonFields<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = match field.name() {
+            "message" => "msg",
+            other => other,
+        };
+        self.0.insert(name.to_owned(), value);
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+}
+
+/// The machine's name for `Hostname`; `HOSTNAME` or "localhost" if the OS won't say.
+fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its whole length; gethostname writes at most that much.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            if end > 0 {
+                return String::from_utf8_lossy(&buf[..end]).into_owned();
+            }
+        }
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A `MakeWriter` into a shared buffer, to read back what was logged.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(emit: impl FnOnce()) -> Vec<Value> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::TRACE)
+            .with_writer(move || writer.clone())
+            .event_format(MozLog::new())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).expect("each line is one JSON object")).collect()
+    }
+
+    #[test]
+    fn events_have_the_mozlog_shape() {
+        let lines = capture(|| {
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            tracing::warn!(target: "crunchbox::web", id = "abc", bytes = 42u64, ok = true, "upload refused");
+        });
+        assert_eq!(lines.len(), 1);
+        let line = lines[0].as_object().unwrap();
+        let mut keys: Vec<&str> = line.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["EnvVersion", "Fields", "Hostname", "Logger", "Pid", "Severity", "Timestamp", "Type"]);
+        assert_eq!(line["Type"], "crunchbox::web");
+        assert_eq!(line["Logger"], "crunchbox");
+        assert_eq!(line["EnvVersion"], "2.0");
+        assert_eq!(line["Severity"], 4);
+        assert_eq!(line["Pid"], std::process::id());
+        assert!(!line["Hostname"].as_str().unwrap().is_empty());
+        // Nanoseconds since the epoch: an integer past 2020-01-01 in ns.
+        assert!(line["Timestamp"].as_u64().unwrap() > 1_577_836_800_000_000_000);
+        let fields = &line["Fields"];
+        assert_eq!(fields["msg"], "upload refused");
+        assert_eq!(fields["id"], "abc");
+        assert_eq!(fields["bytes"], 42);
+        assert_eq!(fields["ok"], true);
+        assert_eq!(fields["spans"], "request");
+    }
+
+    #[test]
+    fn severities_follow_syslog() {
+        let lines = capture(|| {
+            tracing::error!("e");
+            tracing::warn!("w");
+            tracing::info!("i");
+            tracing::debug!("d");
+            tracing::trace!("t");
+        });
+        let got: Vec<u64> = lines.iter().map(|l| l["Severity"].as_u64().unwrap()).collect();
+        assert_eq!(got, [3, 4, 6, 7, 7]);
+    }
+
+    #[test]
+    fn displayed_and_debugged_fields_become_strings() {
+        let addr: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let lines = capture(|| tracing::info!(listen = %addr, roles = ?["web"], "up"));
+        assert_eq!(lines[0]["Fields"]["listen"], "127.0.0.1:8080");
+        assert_eq!(lines[0]["Fields"]["roles"], "[\"web\"]");
+    }
 }
