@@ -25,6 +25,8 @@ pub enum Command {
     Crunch(CrunchArgs),
     /// Create the buckets, the queue and its dead-letter queue where missing.
     Provision(CommonArgs),
+    /// Upload images to a running instance, show progress, print their URLs.
+    Upload(crate::upload::UploadArgs),
 }
 
 /// Flags shared by every command that loads the configuration.

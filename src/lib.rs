@@ -21,5 +21,6 @@ pub mod provision;
 pub mod queue;
 pub mod s3compat;
 pub mod shutdown;
+pub mod upload;
 pub mod web;
 pub mod worker;

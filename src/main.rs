@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             Ok(config) => finish(block_on(crunchbox::app::run(config, args.roles))),
             Err(code) => code,
         },
+        Command::Upload(args) => crunchbox::upload::main(args),
         Command::Provision(common) => match load(&common) {
             Ok(config) => finish(block_on(crunchbox::app::provision(config))),
             Err(code) => code,
