@@ -90,7 +90,9 @@ def test_not_a_url(corpus):
     ids=["unknown-token", "empty-token"],
 )
 def test_bad_token(server, corpus, token, status):
-    line = one_error_line(upload(str(corpus / "mate_Aqua.jpg"), endpoint=server.web, token=token))
+    """A refused token would refuse every file: said once, not once per file."""
+    photos = [str(corpus / "mate_Aqua.jpg"), str(corpus / "calla.png")]
+    line = one_error_line(upload(*photos, endpoint=server.web, token=token))
     assert f"refused ({status})" in line and "token" in line, line
 
 

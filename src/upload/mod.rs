@@ -63,9 +63,16 @@ pub enum UploadError {
 }
 
 impl UploadError {
-    /// Errors that will hit every remaining file the same way.
+    /// Errors that will hit every remaining file the same way (a refused
+    /// token among them), so one line says it instead of one per file.
     fn is_fatal(&self) -> bool {
-        matches!(self, UploadError::Unreachable(_) | UploadError::BadEndpoint(_) | UploadError::Tls(_))
+        matches!(
+            self,
+            UploadError::Unreachable(_)
+                | UploadError::BadEndpoint(_)
+                | UploadError::Tls(_)
+                | UploadError::Refused { status: 401 | 403, .. }
+        )
     }
 }
 
