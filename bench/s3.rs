@@ -164,11 +164,38 @@ struct Stats {
     p50_ms: f64,
     p99_ms: f64,
     errors: usize,
+    first_error: Option<String>,
+    /// CPU the load generator (this process) used, in cores.
+    generator_cores: f64,
+    /// CPU the server process used, in cores.
+    server_cores: f64,
+}
+
+/// User + system CPU seconds of this process.
+fn own_cpu() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// User + system CPU seconds of process `pid` (fields 14 and 15 of /proc/PID/stat).
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
 }
 
 /// Runs `op` with `concurrency` workers for `RUN`; GET worker `w` reads the
 /// keys `0..keys` that PUT worker `w` wrote in the run before.
-async fn measure(host: &str, op: Op, size: usize, concurrency: usize, keys: usize) -> (Stats, usize) {
+async fn measure(server: &Server, op: Op, size: usize, concurrency: usize, keys: usize) -> (Stats, usize) {
+    let host = server.endpoint.as_str();
+    let server_pid = server.child.id();
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().expect("client");
     let body = bytes::Bytes::from(vec![0x5au8; size]);
     let host: Arc<str> = host.into();
@@ -181,6 +208,7 @@ async fn measure(host: &str, op: Op, size: usize, concurrency: usize, keys: usiz
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
+            let mut first_error = None;
             let mut i = 0usize;
             let mut written = 0usize;
             while Instant::now() < until {
@@ -189,36 +217,51 @@ async fn measure(host: &str, op: Op, size: usize, concurrency: usize, keys: usiz
                     Op::Get => format!("/{BUCKET}/s{size}-w{worker}-{}", i % keys.max(1)),
                 };
                 let t = Instant::now();
-                let ok = match op {
-                    Op::Put => signed(&client, reqwest::Method::PUT, &host, &key)
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success()),
+                let outcome: Result<(), String> = match op {
+                    Op::Put => match signed(&client, reqwest::Method::PUT, &host, &key).body(body.clone()).send().await
+                    {
+                        Ok(r) if r.status().is_success() => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(format!("{e:?}")),
+                    },
                     Op::Get => match signed(&client, reqwest::Method::GET, &host, &key).send().await {
-                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok_and(|b| b.len() == size),
-                        _ => false,
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(b) if b.len() == size => Ok(()),
+                            Ok(b) => Err(format!("{} bytes instead of {size}", b.len())),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(format!("{e:?}")),
                     },
                 };
-                if t >= measure_from {
-                    lat.push(t.elapsed());
-                }
-                if !ok {
+                let elapsed = t.elapsed();
+                if let Err(e) = outcome {
                     errors += 1;
+                    first_error.get_or_insert(format!("{e} after {elapsed:?}"));
+                } else if t >= measure_from {
+                    // Only successful requests count towards ops/s and latency.
+                    lat.push(elapsed);
                 }
                 written += 1;
                 i += 1;
             }
-            (lat, errors, written)
+            (lat, errors, written, first_error)
         }));
     }
+    // CPU is sampled over the measured window only (after the warm-up).
+    tokio::time::sleep_until(measure_from.into()).await;
+    let (gen0, srv0) = (own_cpu(), process_cpu(server_pid));
+    tokio::time::sleep_until(until.into()).await;
+    let (gen1, srv1) = (own_cpu(), process_cpu(server_pid));
     let mut lat = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     let mut per_worker_written = usize::MAX;
     for t in tasks {
-        let (l, e, w) = t.await.expect("worker");
+        let (l, e, w, f) = t.await.expect("worker");
         lat.extend(l);
         errors += e;
+        first_error = first_error.or(f);
         per_worker_written = per_worker_written.min(w);
     }
     lat.sort();
@@ -226,7 +269,16 @@ async fn measure(host: &str, op: Op, size: usize, concurrency: usize, keys: usiz
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
-    let stats = Stats { ops_per_s: lat.len() as f64 / RUN.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors };
+    let secs = RUN.as_secs_f64();
+    let stats = Stats {
+        ops_per_s: lat.len() as f64 / secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+        first_error,
+        generator_cores: (gen1 - gen0) / secs,
+        server_cores: (srv1 - srv0) / secs,
+    };
     (stats, per_worker_written)
 }
 
@@ -236,6 +288,20 @@ async fn create_bucket(host: &str) {
     assert!(r.status().is_success(), "create bucket on {host}: {}", r.status());
 }
 
+/// `S3_BENCH_SIZES=4096,1048576` and `S3_BENCH_CONC=1,32` narrow the run (defaults: the grid).
+fn list_env(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let servers = [start_crunchbox(), start_s3s_fs()];
@@ -243,38 +309,70 @@ fn main() {
         for s in &servers {
             create_bucket(&s.endpoint).await;
         }
-        println!("S3 benchmark: crunchbox (fsync before ack) vs s3s-fs 0.14.1 (no fsync), {:?} per run", RUN);
         println!(
-            "{:<4} {:>6} {:>4} | {:>22} | {:>22} | {:>9}",
-            "op", "size", "conc", "crunchbox ops/s p50/p99ms", "s3s-fs ops/s p50/p99ms", "ratio"
+            "S3 benchmark: crunchbox (fsync before ack) vs s3s-fs 0.14.1 (no fsync), {:?} per run, {} cores, load {}",
+            RUN,
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg()
         );
-        for (size, label) in [(4096, "4KiB"), (1 << 20, "1MiB")] {
-            for concurrency in [1, 32] {
+        println!(
+            "{:<4} {:>5} {:>4} | {:>25} | {:>25} | {:>7} | {:>14}",
+            "op", "size", "conc", "crunchbox ops/s p50/p99ms", "s3s-fs ops/s p50/p99ms", "ratio", "CPU gen/server"
+        );
+        let mut failures = Vec::new();
+        for size in list_env("S3_BENCH_SIZES", &[4096, 1 << 20]) {
+            let label = if size >= 1 << 20 { format!("{}MiB", size >> 20) } else { format!("{}KiB", size >> 10) };
+            for concurrency in list_env("S3_BENCH_CONC", &[1, 32]) {
                 let mut written = [0usize; 2];
                 for op in [Op::Put, Op::Get] {
                     let mut results = Vec::new();
                     for (i, s) in servers.iter().enumerate() {
-                        let (stats, w) = measure(&s.endpoint, op, size, concurrency, written[i]).await;
+                        let (stats, w) = measure(s, op, size, concurrency, written[i]).await;
                         if op == Op::Put {
                             written[i] = w;
                         }
                         results.push(stats);
                     }
-                    let cell = |s: &Stats| format!("{:>8.0} {:>6.2}/{:>6.2}", s.ops_per_s, s.p50_ms, s.p99_ms);
+                    let cell = |s: &Stats| format!("{:>9.0} {:>6.2}/{:>7.2}", s.ops_per_s, s.p50_ms, s.p99_ms);
                     let ratio = results[0].ops_per_s / results[1].ops_per_s.max(1e-9);
+                    let opname = if op == Op::Put { "PUT" } else { "GET" };
+                    // Generator CPU (this process) while driving each server, then that server's CPU.
+                    let cpu = format!(
+                        "{:.2}/{:.2} {:.2}/{:.2}",
+                        results[0].generator_cores,
+                        results[0].server_cores,
+                        results[1].generator_cores,
+                        results[1].server_cores
+                    );
                     let errs = results.iter().map(|s| s.errors).sum::<usize>();
                     println!(
-                        "{:<4} {:>6} {:>4} | {:>22} | {:>22} | {:>8.2}x{}",
-                        if op == Op::Put { "PUT" } else { "GET" },
+                        "{:<4} {:>5} {:>4} | {:>25} | {:>25} | {:>6.2}x | {}{}",
+                        opname,
                         label,
                         concurrency,
                         cell(&results[0]),
                         cell(&results[1]),
                         ratio,
+                        cpu,
                         if errs > 0 { format!("  ({errs} errors)") } else { String::new() }
                     );
+                    for (s, r) in servers.iter().zip(&results) {
+                        if let Some(e) = &r.first_error {
+                            failures.push(format!(
+                                "{opname} {label} c{concurrency} {}: {} errors, first: {e}",
+                                s.name, r.errors
+                            ));
+                        }
+                    }
                 }
             }
+        }
+        println!(
+            "CPU gen/server: cores used by the load generator / by the server while crunchbox | s3s-fs was driven"
+        );
+        println!("load after: {}", loadavg());
+        for f in &failures {
+            println!("error: {f}");
         }
         for s in &servers {
             eprintln!("({} at {})", s.name, s.endpoint);
