@@ -3,10 +3,14 @@
 //! calls the uploader needs. Every failure becomes an [`UploadError`] whose
 //! text is the one line the user sees.
 
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
+use http_body::{Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
@@ -14,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use tokio::sync::oneshot;
 
 use super::UploadError;
 
@@ -22,6 +27,10 @@ use super::UploadError;
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// How long an upload waits for `100 Continue` before sending its body
+/// anyway (curl's default), for servers and proxies that never send one.
+const CONTINUE_WAIT: Duration = Duration::from_secs(1);
 
 /// `201` from `POST /v1/avatar/upload`.
 #[derive(Debug, Deserialize)]
@@ -84,15 +93,31 @@ impl WebClient {
     }
 
     /// Streams `body` (exactly `len` bytes of `mime`) to the upload route.
+    ///
+    /// The server refuses a bad token or an oversized body from the headers
+    /// alone and hangs up without reading the body; a client already
+    /// streaming then often sees only a broken pipe, never the answer. So the
+    /// request says `Expect: 100-continue` and the body waits for the
+    /// server's go-ahead (or [`CONTINUE_WAIT`]).
     pub async fn upload(&self, mime: &str, len: u64, body: Body) -> Result<Accepted, UploadError> {
-        let request = Request::builder()
+        let (go, gate) = oneshot::channel();
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}/v1/avatar/upload", self.base))
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .header(header::CONTENT_TYPE, mime)
             .header(header::CONTENT_LENGTH, len)
-            .body(body)
+            .header(header::EXPECT, "100-continue")
+            .body(AfterContinue::new(body, gate).boxed())
             .map_err(|_| UploadError::BadEndpoint(self.base.clone()))?;
+        let go = Mutex::new(Some(go));
+        hyper::ext::on_informational(&mut request, move |response| {
+            if response.status() == StatusCode::CONTINUE
+                && let Some(go) = go.lock().ok().and_then(|mut go| go.take())
+            {
+                let _ = go.send(());
+            }
+        });
         let (status, answer) = self.send(request).await?;
         if status != StatusCode::CREATED {
             return Err(refusal(status, &answer));
@@ -134,6 +159,45 @@ impl WebClient {
 
     fn garbled(&self, e: serde_json::Error) -> UploadError {
         UploadError::Transport { endpoint: self.base.clone(), reason: format!("unexpected answer: {e}") }
+    }
+}
+
+/// A body that sends nothing until the server said `100 Continue`, the
+/// callback was dropped (the exchange is over), or [`CONTINUE_WAIT`] passed.
+struct AfterContinue {
+    gate: Option<(oneshot::Receiver<()>, Pin<Box<tokio::time::Sleep>>)>,
+    inner: Body,
+}
+
+impl AfterContinue {
+    fn new(inner: Body, go: oneshot::Receiver<()>) -> Self {
+        AfterContinue { gate: Some((go, Box::pin(tokio::time::sleep(CONTINUE_WAIT)))), inner }
+    }
+}
+
+impl http_body::Body for AfterContinue {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some((go, timer)) = self.gate.as_mut() {
+            if Pin::new(go).poll(cx).is_pending() && timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.gate = None;
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
