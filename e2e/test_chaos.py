@@ -12,7 +12,9 @@ acknowledged was lost and nothing partial is visible:
   with exactly the body sent; a message whose delete was acknowledged never
   comes back;
 - avatar uploads: every one answered 201 stays known after each restart and
-  ends `ready` with all three variants served.
+  ends `ready` with all three variants served;
+- liveness: while the server is up, S3 writes keep being acknowledged (a
+  write path that hangs while reads still answer fails the test).
 
 Then a full drain (objects, multipart uploads, every queue) and a clean
 restart: no blob file and no temp file may remain; the data dir's bytes at
@@ -55,6 +57,10 @@ PART = 5 * 1024 * 1024
 CRUNCH_VISIBILITY = "15"
 # Deadlines only bound a hang; nothing asserts speed.
 DEADLINE = 180.0
+# No S3 write acknowledged by any of the writer threads for this long while
+# the server is up is a hang, not slowness (sled's flush_async once
+# deadlocked every PUT under concurrent writes; reads still answered).
+STALL = 4.0
 # One attempt, short timeouts: an acknowledgement is a single, unambiguous
 # answer, and load threads do not hang on a dead server.
 FAST = BotoConfig(
@@ -170,6 +176,7 @@ class Ledger:
         self.alien: list[str] = []
         self.uploads: list[str] = []
         self.errors = 0
+        self.last_write = 0.0  # when an S3 write was last acknowledged
         self.counts = {"put": 0, "overwrite": 0, "delete": 0, "mp_part": 0, "mp_done": 0, "send": 0, "recv": 0,
                        "upload": 0}
 
@@ -184,6 +191,7 @@ class Ledger:
             k = self.keys[key]
             k.acked = max(k.acked, index)
             self.counts[count] += 1
+            self.last_write = time.monotonic()
 
     def failed(self) -> None:
         with self.lock:
@@ -247,6 +255,7 @@ def multipart_load(srv, ledger: Ledger, stop, gate: Gate):
             with ledger.lock:
                 rec["parts"][n] = (got["ETag"], len(data))
                 ledger.counts["mp_part"] += 1
+                ledger.last_write = time.monotonic()
         else:
             roll = rnd.random()
             if roll < 0.15:
@@ -480,17 +489,21 @@ def test_kill9_during_mixed_load_loses_nothing_acknowledged(server_factory):
     stop = threading.Event()
     gate = Gate(stop)
     images = [small_jpeg(i) for i in range(5)]
-    loads = [(s3_load, (n,)) for n in range(3)] + [(multipart_load, ())]
+    loads = [(s3_load, (n,)) for n in range(4)] + [(multipart_load, ())]
     loads += [(sqs_send, (url, False)), (sqs_send, (url, True)), (sqs_receive, (url,)), (web_load, (images,))]
     threads = [threading.Thread(target=f, args=(srv, ledger, stop, gate, *a), daemon=True) for f, a in loads]
     for t in threads:
         t.start()
 
     check = Checker(srv, ledger)
+    opened = time.monotonic()
     try:
         for k in range(KILLS):
             # Mostly mid-load; now and then right after a restart.
             time.sleep(rnd.uniform(0.0, 0.3) if rnd.random() < 0.2 else rnd.uniform(0.5, 5.0))
+            with ledger.lock:
+                quiet = time.monotonic() - max(ledger.last_write, opened)
+            assert quiet < STALL, f"no S3 write acknowledged for {quiet:.1f} s under load before kill {k + 1}: hang"
             srv.kill9()
             gate.close()
             now = disk(srv.data_dir)
@@ -503,6 +516,10 @@ def test_kill9_during_mixed_load_loses_nothing_acknowledged(server_factory):
                 print(f"kill {k + 1}: {n_obj} objects, {n_mp} open multipart uploads checked; "
                       f"acked {ledger.counts}; {ledger.errors} failed calls")
             gate.open()
+            opened = time.monotonic()
+    except BaseException:
+        srv.kill9()  # a failed check or a hung server: let the load threads fail fast
+        raise
     finally:
         stop.set()
         gate.open()
