@@ -12,6 +12,7 @@ mod api;
 mod blob;
 mod buckets;
 mod checksums;
+mod commit;
 mod conditions;
 mod error;
 mod host;

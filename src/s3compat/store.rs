@@ -18,6 +18,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::blob::BlobDir;
+use super::commit::Committer;
 use super::error::{StoreError, StoreResult};
 use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
 
@@ -31,6 +32,7 @@ pub struct Store {
     pub uploads: sled::Tree,
     pub parts: sled::Tree,
     pub blobs: BlobDir,
+    commit: Committer,
 }
 
 /// Stores open in this process, so an in-process restart on the same data
@@ -80,6 +82,7 @@ impl Store {
             uploads: db.open_tree("uploads")?,
             parts: db.open_tree("parts")?,
             blobs: BlobDir::open(root)?,
+            commit: Committer::start(db.clone())?,
             db,
         };
         store.sweep()?;
@@ -119,16 +122,10 @@ impl Store {
         Ok(())
     }
 
-    /// Makes every write so far durable. Concurrent callers share fsyncs.
-    ///
-    /// A blocking `flush` on tokio's blocking pool, not sled's `flush_async`:
-    /// that one waits on sled's own small I/O pool, the same pool that must
-    /// write the log, so a few dozen concurrent PUTs filled it with waiters
-    /// and every PUT hung (found by `cargo bench --bench s3` at 32 clients).
+    /// Makes every write so far durable. Concurrent callers share one flush
+    /// (see [`Committer`]).
     pub async fn flush(&self) -> StoreResult<()> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush()).await??;
-        Ok(())
+        self.commit.durable().await
     }
 
     // ---- buckets ----
