@@ -9,6 +9,12 @@
 //! `UNSIGNED-PAYLOAD`, so neither side pays for payload hashing on the
 //! client and the generator stays cheap. s3s-fs is installed on first use
 //! into $CRUNCHBOX_TOOLS (default ~/.cache/crunchbox-tools).
+//!
+//! s3s-fs leaves Nagle's algorithm on (crunchbox sets TCP_NODELAY), so its
+//! small responses wait ~40 ms for the client's delayed ACK: a socket
+//! option, not storage speed. By default the reference therefore runs with
+//! a tiny LD_PRELOAD shim that sets TCP_NODELAY on each accepted socket
+//! (built with `cc`); `S3_BENCH_STOCK=1` measures s3s-fs exactly as shipped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -99,10 +105,47 @@ fn start_crunchbox() -> Server {
     Server { name: "crunchbox", child, endpoint: format!("127.0.0.1:{port}"), _dir: dir }
 }
 
-fn start_s3s_fs() -> Server {
+/// C source of the TCP_NODELAY shim: wraps accept/accept4.
+const NODELAY_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+static void nodelay(int fd) { int one = 1; if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); }
+int accept4(int s, struct sockaddr *a, socklen_t *l, int f) {
+    static int (*real)(int, struct sockaddr *, socklen_t *, int);
+    if (!real) real = dlsym(RTLD_NEXT, "accept4");
+    int fd = real(s, a, l, f); nodelay(fd); return fd;
+}
+int accept(int s, struct sockaddr *a, socklen_t *l) { return accept4(s, a, l, 0); }
+"#;
+
+/// Builds the shim into the bench dir; `None` (stock s3s-fs) if asked or if `cc` fails.
+fn nodelay_shim() -> Option<PathBuf> {
+    if std::env::var("S3_BENCH_STOCK").is_ok_and(|v| v == "1") {
+        return None;
+    }
+    let src = bench_root().join("nodelay.c");
+    let lib = bench_root().join("libnodelay.so");
+    std::fs::write(&src, NODELAY_SHIM).ok()?;
+    let ok = Command::new("cc").args(["-shared", "-fPIC", "-O2", "-o"]).arg(&lib).arg(&src).arg("-ldl").status();
+    if ok.is_ok_and(|s| s.success()) {
+        Some(lib)
+    } else {
+        eprintln!("cc failed: measuring stock s3s-fs (Nagle on)");
+        None
+    }
+}
+
+fn start_s3s_fs(shim: Option<&Path>) -> Server {
     let dir = tempfile::tempdir_in(bench_root()).expect("tempdir");
     let port = free_port();
-    let child = Command::new(s3s_fs_binary())
+    let mut cmd = Command::new(s3s_fs_binary());
+    if let Some(lib) = shim {
+        cmd.env("LD_PRELOAD", lib);
+    }
+    let child = cmd
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS, "--secret-key", SECRET])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
@@ -304,13 +347,15 @@ fn loadavg() -> String {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let servers = [start_crunchbox(), start_s3s_fs()];
+    let shim = nodelay_shim();
+    let servers = [start_crunchbox(), start_s3s_fs(shim.as_deref())];
     rt.block_on(async {
         for s in &servers {
             create_bucket(&s.endpoint).await;
         }
         println!(
-            "S3 benchmark: crunchbox (fsync before ack) vs s3s-fs 0.14.1 (no fsync), {:?} per run, {} cores, load {}",
+            "S3 benchmark: crunchbox (fsync before ack) vs s3s-fs 0.14.1 (no fsync{}), {:?} per run, {} cores, load {}",
+            if shim.is_some() { ", TCP_NODELAY shim" } else { ", stock: Nagle on" },
             RUN,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             loadavg()
