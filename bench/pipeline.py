@@ -5,9 +5,12 @@ For 1, 8 and 32 concurrent clients, each a thread that uploads a corpus
 photo over HTTP and then polls `HEAD /a/{id}` (the default variant, whose
 presence is what "ready" means) until it exists, then takes the next photo:
 
-  * upload→ready latency p50 / p99 (poll resolution: POLL seconds),
+  * upload→ready latency p50 / p99 (polls back off from POLL to POLL_MAX
+    seconds, so 32 pollers do not eat the CPU the server crunches with),
   * uploads/s (uploads completed to ready ÷ wall time),
-  * peak RSS of the server process (VmHWM from /proc/PID/status).
+  * peak RSS of the server process (VmHWM from /proc/PID/status),
+  * CPU used by the clients (this process) and by the server, in cores, so
+    a run where the load generator crowds out the server shows as such.
 
 Every concurrency level gets a fresh server (fresh data dir, every role on
 the embedded driver) so its peak RSS is its own. As the reference, measured
@@ -38,6 +41,7 @@ TOKEN = "dev-token"
 MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
 LEVELS = tuple(int(n) for n in os.environ.get("LEVELS", "1,8,32").split(","))
 POLL = 0.02
+POLL_MAX = 0.1
 DEADLINE = 600.0
 
 
@@ -66,6 +70,7 @@ def upload_until_ready(web: str, body: bytes, mime: str) -> float:
     if status != 201:
         raise RuntimeError(f"upload answered {status}: {answer[:200]!r}")
     avatar_id = json.loads(answer)["id"]
+    pause = POLL
     while True:
         status, _ = request("HEAD", f"{web}/a/{avatar_id}")
         if status == 200:
@@ -74,7 +79,8 @@ def upload_until_ready(web: str, body: bytes, mime: str) -> float:
             raise RuntimeError(f"HEAD /a/{avatar_id} answered {status}")
         if time.perf_counter() - started > DEADLINE:
             raise RuntimeError(f"{avatar_id} not ready after {DEADLINE}s")
-        time.sleep(POLL)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_MAX)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -82,6 +88,17 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def run_level(clients: int, inputs: list[tuple[bytes, str]], total: int, tmp: Path) -> dict:
@@ -112,11 +129,13 @@ def run_level(clients: int, inputs: list[tuple[bytes, str]], total: int, tmp: Pa
 
         threads = [threading.Thread(target=client) for _ in range(clients)]
         started = time.perf_counter()
+        cpu0 = (own_cpu(), process_cpu(server.proc.pid))
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - started
+        cpu1 = (own_cpu(), process_cpu(server.proc.pid))
         if errors:
             raise RuntimeError(f"{len(errors)} uploads failed, e.g. {errors[0]}")
         rss = peak_rss_mib(server.proc.pid)
@@ -130,6 +149,8 @@ def run_level(clients: int, inputs: list[tuple[bytes, str]], total: int, tmp: Pa
         "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
         "rate": len(latencies) / wall,
         "rss": rss,
+        "gen_cores": (cpu1[0] - cpu0[0]) / wall,
+        "server_cores": (cpu1[1] - cpu0[1]) / wall,
     }
 
 
@@ -156,13 +177,17 @@ def main() -> None:
         tmp = Path(tmp)
         offline = offline_crunch_rate(tmp)
         print(f"reference: crunchbox crunch offline, one process: {offline:6.2f} images/s")
-        print(f"{'clients':>7} {'uploads':>7} {'p50 ms':>8} {'p99 ms':>8} {'uploads/s':>9} {'peak RSS MiB':>12} {'vs offline':>10}")
+        print(
+            f"{'clients':>7} {'uploads':>7} {'p50 ms':>8} {'p99 ms':>8} {'uploads/s':>9} {'peak RSS MiB':>12} "
+            f"{'vs offline':>10} {'CPU clients/server':>18}"
+        )
         for clients in LEVELS:
             total = max(2 * len(inputs), 2 * clients)
             r = run_level(clients, inputs, total, tmp)
             print(
                 f"{r['clients']:>7} {r['uploads']:>7} {r['p50'] * 1000:>8.0f} {r['p99'] * 1000:>8.0f} "
-                f"{r['rate']:>9.2f} {r['rss']:>12.1f} {r['rate'] / offline:>9.2f}x",
+                f"{r['rate']:>9.2f} {r['rss']:>12.1f} {r['rate'] / offline:>9.2f}x "
+                f"{r['gen_cores']:>9.2f}/{r['server_cores']:.2f}",
                 flush=True,
             )
     with open("/proc/loadavg") as f:
