@@ -30,7 +30,8 @@ fn world() -> &'static World {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let w = World { rt, s3, _dir: dir };
         w.call("PUT", "/fz", &[], b"");
-        w.call("PUT", "/fz/k", &[("content-type", "text/plain")], b"hello fuzz");
+        let ct = (http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+        w.call("PUT", "/fz/k", &[ct], b"hello fuzz");
         w
     })
 }
@@ -43,15 +44,13 @@ impl World {
         for (k, v) in headers {
             req.headers_mut().append(k.clone(), v.clone());
         }
-        let Ok(strs) = req
-            .headers()
-            .iter()
-            .map(|(k, v)| v.to_str().map(|v| (k.as_str(), v)))
-            .collect::<Result<Vec<_>, _>>()
+        let Ok(strs) =
+            req.headers().iter().map(|(k, v)| v.to_str().map(|v| (k.as_str(), v))).collect::<Result<Vec<_>, _>>()
         else {
             return;
         };
-        let identity = aws_credential_types::Credentials::new("crunchbox", "crunchbox-secret", None, None, "fuzz").into();
+        let identity =
+            aws_credential_types::Credentials::new("crunchbox", "crunchbox-secret", None, None, "fuzz").into();
         let Ok(params) = v4::SigningParams::builder()
             .identity(&identity)
             .region("us-east-1")
