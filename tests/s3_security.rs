@@ -45,7 +45,13 @@ mod sign {
         m.finalize().into_bytes().to_vec()
     }
 
-    pub fn headers(method: &str, host: &str, path: &str, query: &str, at: time::OffsetDateTime) -> Vec<(String, String)> {
+    pub fn headers(
+        method: &str,
+        host: &str,
+        path: &str,
+        query: &str,
+        at: time::OffsetDateTime,
+    ) -> Vec<(String, String)> {
         let date = format!("{:04}{:02}{:02}", at.year(), u8::from(at.month()), at.day());
         let amz_date = format!("{date}T{:02}{:02}{:02}Z", at.hour(), at.minute(), at.second());
         let payload = hex::encode(Sha256::digest(b""));
