@@ -7,13 +7,15 @@
 //! and raw TCP; presigned URLs come from the real SDK presigner.
 
 mod common;
+#[path = "common/sign.rs"]
+mod sign;
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use common::{ACCESS_KEY, SECRET_KEY, TestServer};
+use common::TestServer;
 use crunchbox::cli::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,58 +36,11 @@ fn host_of(server: &TestServer) -> String {
     server.endpoint().trim_start_matches("http://").to_owned()
 }
 
-/// SigV4 header auth dated `at` (not necessarily now), empty payload.
-mod sign {
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-
-    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-        let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-        m.update(data.as_bytes());
-        m.finalize().into_bytes().to_vec()
-    }
-
-    pub fn headers(
-        method: &str,
-        host: &str,
-        path: &str,
-        query: &str,
-        at: time::OffsetDateTime,
-    ) -> Vec<(String, String)> {
-        let date = format!("{:04}{:02}{:02}", at.year(), u8::from(at.month()), at.day());
-        let amz_date = format!("{date}T{:02}{:02}{:02}Z", at.hour(), at.minute(), at.second());
-        let payload = hex::encode(Sha256::digest(b""));
-        let canonical_headers = format!("host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz_date}\n");
-        let signed = "host;x-amz-content-sha256;x-amz-date";
-        let canonical = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload}");
-        let scope = format!("{date}/us-east-1/s3/aws4_request");
-        let to_sign =
-            format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
-        let mut key = hmac(format!("AWS4{}", super::SECRET_KEY).as_bytes(), &date);
-        for part in ["us-east-1", "s3", "aws4_request"] {
-            key = hmac(&key, part);
-        }
-        let signature = hex::encode(hmac(&key, &to_sign));
-        vec![
-            ("host".into(), host.into()),
-            ("x-amz-date".into(), amz_date),
-            ("x-amz-content-sha256".into(), payload),
-            (
-                "authorization".into(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-                    super::ACCESS_KEY
-                ),
-            ),
-        ]
-    }
-}
-
 /// A hand-signed GET dated `offset` away from now: (status, body).
 async fn signed_get_at(server: &TestServer, path: &str, offset: time::Duration) -> (u16, String) {
     let at = time::OffsetDateTime::now_utc() + offset;
     let mut req = reqwest::Client::new().get(format!("{}{path}", server.endpoint()));
-    for (k, v) in sign::headers("GET", &host_of(server), path, "", at) {
+    for (k, v) in sign::headers("GET", &host_of(server), path, "", b"", at) {
         req = req.header(k, v);
     }
     let resp = req.send().await.expect("send");
@@ -240,7 +195,7 @@ async fn metadata_round_trips_without_splitting_headers() {
     // On the wire no stored value becomes a header of its own.
     let path = format!("/{private}/meta");
     let mut head_req = format!("GET {path} HTTP/1.1\r\n");
-    for (k, v) in sign::headers("GET", &host_of(&server), &path, "", time::OffsetDateTime::now_utc()) {
+    for (k, v) in sign::headers("GET", &host_of(&server), &path, "", b"", time::OffsetDateTime::now_utc()) {
         head_req.push_str(&format!("{k}: {v}\r\n"));
     }
     let (status, resp) = raw_http(&server, &head_req, b"").await;
@@ -259,7 +214,7 @@ async fn raw_cr_lf_in_metadata_cannot_inject() {
     // A bare CR inside a header value: refused before anything is stored.
     let path = format!("/{private}/cr");
     let mut head = format!("PUT {path} HTTP/1.1\r\n");
-    for (k, v) in sign::headers("PUT", &host_of(&server), &path, "", time::OffsetDateTime::now_utc()) {
+    for (k, v) in sign::headers("PUT", &host_of(&server), &path, "", b"", time::OffsetDateTime::now_utc()) {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("x-amz-meta-note: a\rX-Evil: 1\r\nContent-Length: 0\r\n");
@@ -271,7 +226,7 @@ async fn raw_cr_lf_in_metadata_cannot_inject() {
     // which the signature does not cover... and is stored only as what it is.
     let path = format!("/{private}/lf");
     let mut head = format!("PUT {path} HTTP/1.1\r\n");
-    for (k, v) in sign::headers("PUT", &host_of(&server), &path, "", time::OffsetDateTime::now_utc()) {
+    for (k, v) in sign::headers("PUT", &host_of(&server), &path, "", b"", time::OffsetDateTime::now_utc()) {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("x-amz-meta-note: a\nx-amz-meta-evil: 1\r\nContent-Length: 0\r\n");
