@@ -71,6 +71,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         tasks.spawn(crate::listener::serve(
             "aws",
             listener,
+            config.aws.max_connections,
             move |req| {
                 let endpoint = endpoint.clone();
                 async move { endpoint.handle(req).await }
@@ -100,6 +101,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             tasks.spawn(crate::listener::serve(
                 "web",
                 listener,
+                config.web.max_connections,
                 move |req| {
                     let router = router.clone();
                     async move {
@@ -156,12 +158,12 @@ pub async fn provision(config: Config) -> Result<(), AppError> {
     let clients = Clients::new(&config, &config.embedded_endpoint_url()).await;
     let (_, report) = match provision::ensure(&clients, &config).await {
         Ok(done) => done,
-        Err(ProvisionError::Unreachable { target, detail }) if config.driver == Driver::Embedded => {
+        Err(ProvisionError::Unreachable { target, detail, source }) if config.driver == Driver::Embedded => {
             let detail = format!(
                 "{detail}; without --driver aws, provision talks to a running crunchbox \
                  (`crunchbox serve`, e.g. --roles s3,sqs) at aws.listen"
             );
-            return Err(ProvisionError::Unreachable { target, detail }.into());
+            return Err(ProvisionError::Unreachable { target, detail, source }.into());
         }
         Err(e) => return Err(e.into()),
     };

@@ -4,9 +4,20 @@
 //! stateless: the original in the private bucket means *pending*, a failure
 //! record beside it means *failed*, the default variant in the public bucket
 //! means *ready* (the worker writes it last).
+//!
+//! A DELETE first writes a *tombstone* (`deleted/{id}`, empty, in the
+//! private bucket), then removes the pieces. The tombstone outranks
+//! everything else: status reads 404, `/a/` serves nothing, and a worker
+//! that was crunching the id when it was deleted finds it after its PUTs
+//! and takes its variants down again. So once a DELETE has answered, no
+//! variant of the id is served again, whatever order the worker's writes
+//! land in. Tombstones are kept (an empty object per deleted upload).
 
 use std::fmt;
 
+use aws_sdk_s3::operation::head_object::HeadObjectError;
+
+use crate::clients::CallError;
 use crate::crunch::VariantName;
 
 /// A validated upload id: 128 random bits as 32 lowercase hex digits.
@@ -39,6 +50,11 @@ impl AvatarId {
         format!("failed/{}", self.0)
     }
 
+    /// Key of the tombstone a DELETE leaves in the private bucket.
+    pub fn tombstone_key(&self) -> String {
+        format!("deleted/{}", self.0)
+    }
+
     /// Key of a variant in the public bucket; also its path under `/a/`.
     pub fn variant_key(&self, variant: VariantName) -> String {
         format!("{}{}", self.0, variant.suffix())
@@ -58,6 +74,29 @@ pub fn parse_variant_path(segment: &str) -> Option<(AvatarId, VariantName)> {
         // The default variant has an empty suffix: demand an exact id.
         Some((AvatarId::parse(id)?, v))
     })
+}
+
+/// Whether `bucket/key` exists (HEAD: 404 is `false`, any other failure an error).
+pub async fn exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bool, CallError> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(false),
+        Err(e) => Err(CallError::new("looking up the upload", e)),
+    }
+}
+
+/// Whether upload `id` was deleted (its tombstone is in `private_bucket`).
+pub async fn is_deleted(s3: &aws_sdk_s3::Client, private_bucket: &str, id: &AvatarId) -> Result<bool, CallError> {
+    exists(s3, private_bucket, &id.tombstone_key()).await
+}
+
+/// Removes every variant of `id` from `public_bucket` (deleting a missing
+/// key succeeds, so this can be repeated).
+pub async fn delete_variants(s3: &aws_sdk_s3::Client, public_bucket: &str, id: &AvatarId) -> Result<(), CallError> {
+    let deletes =
+        VariantName::ALL.iter().map(|&v| s3.delete_object().bucket(public_bucket).key(id.variant_key(v)).send());
+    futures_util::future::try_join_all(deletes).await.map_err(CallError::on("deleting the variants"))?;
+    Ok(())
 }
 
 /// The failure record the worker writes for a permanent failure.

@@ -8,6 +8,8 @@
 //! there, e.g. `AWS_REQUEST_CHECKSUM_CALCULATION=when_required` for stores
 //! that reject aws-chunked uploads with trailing checksums.
 
+use std::borrow::Cow;
+
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_credential_types::Credentials;
@@ -73,4 +75,52 @@ impl Clients {
     pub fn region(&self) -> Option<String> {
         self.s3.config().region().map(|r| r.to_string())
     }
+}
+
+/// A failed S3 or SQS call: what was being done, with the SDK's error as
+/// its source. Its `Display` is only the `what`, fit for a client; the
+/// endpoint URLs and connector errors of the chain go to the logs and to
+/// operators, through [`CallError::detail`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct CallError {
+    what: Cow<'static, str>,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl CallError {
+    pub fn new(what: impl Into<Cow<'static, str>>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { what: what.into(), source: Box::new(source) }
+    }
+
+    /// For `map_err`: `.map_err(CallError::on("fetching the original"))`.
+    pub fn on<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| Self::new(what, e)
+    }
+
+    /// What was being done, as a client may be told.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// `what: cause: cause…`, the whole chain on one line, for logs.
+    pub fn detail(&self) -> String {
+        cause_chain(self)
+    }
+}
+
+/// `a: b: c` from an error and its sources, without the Debug dumps that
+/// `DisplayErrorContext` appends; repeated texts are said once.
+pub fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if parts.last().is_none_or(|last| *last != text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }

@@ -11,6 +11,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// `aws.max_connections` and `web.max_connections` unless set.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// Which S3/SQS the web and worker roles talk to. The pipeline code is the same
 /// for both; only the client construction in [`crate::clients`] differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -55,6 +58,8 @@ pub struct WebConfig {
     #[serde(deserialize_with = "string_list")]
     pub upload_tokens: Vec<String>,
     pub max_upload_bytes: u64,
+    /// Open connections at most; beyond it new ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +77,8 @@ pub struct AwsConfig {
     pub domain: String,
     /// With `driver = "aws"`: an S3/SQS-compatible endpoint instead of AWS.
     pub endpoint_url: Option<String>,
+    /// Open connections at most; beyond it new ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +128,7 @@ impl Default for WebConfig {
             public_url: "http://127.0.0.1:8080".into(),
             upload_tokens: vec!["dev-token".into()],
             max_upload_bytes: 8 * 1024 * 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -136,6 +144,7 @@ impl Default for AwsConfig {
             account_id: "000000000000".into(),
             domain: "localhost".into(),
             endpoint_url: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

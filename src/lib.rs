@@ -9,6 +9,7 @@
 pub mod app;
 pub mod avatar;
 pub mod banner;
+pub mod budget;
 pub mod cli;
 pub mod clients;
 pub mod config;

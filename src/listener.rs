@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::shutdown::Shutdown;
@@ -26,6 +27,8 @@ mod watched;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A listener at its connection limit says so at most this often.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
@@ -35,8 +38,16 @@ fn next_request_id() -> String {
 }
 
 /// Serves `handler` on `listener` until `shutdown` fires, then drains.
-pub async fn serve<H, F, B>(name: &'static str, listener: TcpListener, handler: H, mut shutdown: Shutdown)
-where
+/// At most `max_connections` are open at once: the next one is accepted
+/// only when one closes (until then it waits in the kernel's backlog), so
+/// memory and file descriptors stay bounded however many clients come.
+pub async fn serve<H, F, B>(
+    name: &'static str,
+    listener: TcpListener,
+    max_connections: usize,
+    handler: H,
+    mut shutdown: Shutdown,
+) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: http_body::Body + Send + 'static,
@@ -47,7 +58,20 @@ where
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let mut warned_full: Option<Instant> = None;
     loop {
+        if slots.available_permits() == 0 && warned_full.is_none_or(|at| at.elapsed() > FULL_WARNING_EVERY) {
+            tracing::warn!(listener = name, max_connections, "at the connection limit; new connections wait");
+            warned_full = Some(Instant::now());
+        }
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = shutdown.wait() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -87,6 +111,7 @@ where
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     tracing::info!(listener = name, "draining connections");

@@ -14,7 +14,7 @@ use std::fmt;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::clients::Clients;
+use crate::clients::{CallError, Clients, cause_chain};
 use crate::config::{Config, Driver};
 
 /// Where the queues are, once they exist.
@@ -30,11 +30,23 @@ pub enum ProvisionError {
     #[error("{}", not_ready_text(.target, .missing, .failed, .command))]
     NotReady { target: String, missing: Vec<String>, failed: Vec<String>, command: String },
     /// No answer at all: wrong endpoint, nothing listening, no network.
+    /// `detail` is the operator's one line; the SDK error is the source.
     #[error("cannot reach {target}: {detail}")]
-    Unreachable { target: String, detail: String },
-    /// The service answered with an error.
+    Unreachable {
+        target: String,
+        detail: String,
+        #[source]
+        source: CallError,
+    },
+    /// The service answered with an error (or with something unusable).
     #[error("{what} at {target}: {detail}")]
-    Call { what: String, target: String, detail: String },
+    Call {
+        what: String,
+        target: String,
+        detail: String,
+        #[source]
+        source: Option<CallError>,
+    },
 }
 
 fn not_ready_text(target: &str, missing: &[String], failed: &[String], command: &str) -> String {
@@ -80,15 +92,15 @@ pub fn provision_command(config: &Config) -> String {
 }
 
 /// A failed call, sorted into "nobody answered" and "the service said no".
-fn call_err<E>(clients: &Clients, what: impl Into<String>, e: &SdkError<E>) -> ProvisionError
+fn call_err<E>(clients: &Clients, what: impl Into<String>, e: SdkError<E>) -> ProvisionError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            ProvisionError::Unreachable { target: clients.target.clone(), detail: describe(e) }
-        }
-        _ => ProvisionError::Call { what: what.into(), target: clients.target.clone(), detail: describe(e) },
+    let (what, detail, target) = (what.into(), describe(&e), clients.target.clone());
+    if is_unreachable(&e) {
+        ProvisionError::Unreachable { target, detail, source: CallError::new(what, e) }
+    } else {
+        ProvisionError::Call { what: what.clone(), target, detail, source: Some(CallError::new(what, e)) }
     }
 }
 
@@ -112,21 +124,6 @@ where
         other => cause_chain(other),
     };
     if text.chars().count() > 240 { format!("{}…", text.chars().take(240).collect::<String>()) } else { text }
-}
-
-/// `a: b: c` from an error and its sources, without the Debug dumps that
-/// `DisplayErrorContext` appends.
-fn cause_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if parts.last().is_none_or(|last| *last != text) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
 }
 
 fn is_unreachable<E>(e: &SdkError<E>) -> bool {
@@ -172,9 +169,10 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
                 what: format!("checking bucket {bucket}"),
                 target: clients.target.clone(),
                 detail: BUCKET_FORBIDDEN.into(),
+                source: Some(CallError::new(format!("checking bucket {bucket}"), e)),
             });
         }
-        Err(e) => return Err(call_err(clients, format!("checking bucket {bucket}"), &e)),
+        Err(e) => return Err(call_err(clients, format!("checking bucket {bucket}"), e)),
     }
     let mut req = clients.s3.create_bucket().bucket(bucket);
     // us-east-1 is the one region that refuses an explicit constraint.
@@ -188,7 +186,7 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
         Ok(_) => Ok(Outcome::Created),
         // Another provision (or process) won the race.
         Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => Ok(Outcome::Found),
-        Err(e) => Err(call_err(clients, format!("creating bucket {bucket}"), &e)),
+        Err(e) => Err(call_err(clients, format!("creating bucket {bucket}"), e)),
     }
 }
 
@@ -222,7 +220,7 @@ async fn ensure_queue(
     let url = match clients.sqs.get_queue_url().queue_name(name).send().await {
         Ok(out) => out.queue_url,
         Err(e) if queue_missing(&e) => None,
-        Err(e) => return Err(call_err(clients, format!("looking up queue {name}"), &e)),
+        Err(e) => return Err(call_err(clients, format!("looking up queue {name}"), e)),
     };
     let url = match url {
         Some(url) => url,
@@ -240,7 +238,7 @@ async fn ensure_queue(
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_name_exists()) => {
                     queue_url(clients, name).await?
                 }
-                Err(e) => return Err(call_err(clients, format!("creating queue {name}"), &e)),
+                Err(e) => return Err(call_err(clients, format!("creating queue {name}"), e)),
             }
         }
     };
@@ -254,7 +252,7 @@ async fn ensure_queue(
         .set_attribute_names(Some(wanted.keys().cloned().collect()))
         .send()
         .await
-        .map_err(|e| call_err(clients, format!("reading the attributes of queue {name}"), &e))?
+        .map_err(|e| call_err(clients, format!("reading the attributes of queue {name}"), e))?
         .attributes
         .unwrap_or_default();
     let stale: HashMap<_, _> =
@@ -269,7 +267,7 @@ async fn ensure_queue(
         .set_attributes(Some(stale))
         .send()
         .await
-        .map_err(|e| call_err(clients, format!("updating the attributes of queue {name}"), &e))?;
+        .map_err(|e| call_err(clients, format!("updating the attributes of queue {name}"), e))?;
     Ok((url, Outcome::Updated))
 }
 
@@ -299,7 +297,7 @@ async fn queue_url(clients: &Clients, name: &str) -> Result<String, ProvisionErr
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| call_err(clients, format!("looking up queue {name}"), &e))?;
+        .map_err(|e| call_err(clients, format!("looking up queue {name}"), e))?;
     Ok(out.queue_url.unwrap_or_default())
 }
 
@@ -312,13 +310,14 @@ async fn queue_arn(clients: &Clients, url: &str) -> Result<String, ProvisionErro
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| call_err(clients, what, &e))?
+        .map_err(|e| call_err(clients, what, e))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| ProvisionError::Call {
             what: what.into(),
             target: clients.target.clone(),
             detail: "no QueueArn".into(),
+            source: None,
         })
 }
 
@@ -331,7 +330,7 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
         match clients.s3.head_bucket().bucket(bucket).send().await {
             Ok(_) => {}
             Err(e) if bucket_missing(&e) => missing.push(format!("bucket {bucket}")),
-            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", &e)),
+            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", e)),
             Err(e) if is_forbidden(&e) => failed.push(format!("bucket {bucket} ({BUCKET_FORBIDDEN})")),
             Err(e) => failed.push(format!("bucket {bucket} ({})", describe(&e))),
         }
@@ -343,7 +342,7 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
                 urls.insert(name.as_str(), out.queue_url.unwrap_or_default());
             }
             Err(e) if queue_missing(&e) => missing.push(format!("queue {name}")),
-            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", &e)),
+            Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", e)),
             Err(e) => failed.push(format!("queue {name} ({})", describe(&e))),
         }
     }

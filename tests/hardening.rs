@@ -644,6 +644,52 @@ async fn slowloris_bodies_are_cut_off_and_store_nothing() {
     server.shutdown().await;
 }
 
+/// Each listener caps its open connections: with the cap taken by idle
+/// keep-alive connections, a new one waits (it is not refused, and nothing
+/// crashes) and is served as soon as one of them closes.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use crunchbox::cli::Role;
+    // The web role keeps pooled connections to the AWS listener, so each
+    // listener is capped in a server of its own.
+    for roles in [&[Role::S3, Role::Sqs][..], &ALL_ROLES[..]] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = common::test_config(dir.path());
+        let web = roles.contains(&Role::Web);
+        if web {
+            config.web.max_connections = 3;
+        } else {
+            config.aws.max_connections = 3;
+        }
+        let server = TestServer::start_with(config, dir, roles).await;
+        let addr = if web { server.app().web_addr.expect("web") } else { server.app().aws_addr.expect("aws") };
+        let ask = format!("GET /__lbheartbeat__ HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        // Three connections that each got an answer and stay open.
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(ask.as_bytes()).await.expect("ask");
+            let mut buf = [0u8; 512];
+            let n = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await.expect("answered").expect("read");
+            assert!(n > 0);
+            idle.push(s);
+        }
+        // A fourth is accepted by the kernel, but not served while the cap holds.
+        let mut fourth = TcpStream::connect(addr).await.expect("the kernel queues it");
+        fourth.write_all(ask.as_bytes()).await.expect("ask");
+        let mut buf = [0u8; 512];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), fourth.read(&mut buf)).await.is_err(),
+            "{addr}: a connection beyond the cap was served"
+        );
+        drop(idle.pop());
+        let n = tokio::time::timeout(DEADLINE, fourth.read(&mut buf)).await.expect("served once a slot frees");
+        let text = String::from_utf8_lossy(&buf[..n.expect("read")]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 "), "{addr}: {text}");
+        server.shutdown().await;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Security: content types and the private bucket.
 

@@ -3,6 +3,8 @@
 //! deleted before a worker got to them. Real server, real SDK clients.
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use common::{ALL_ROLES, TestServer, test_config};
 use crunchbox::cli::Role;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
+use proxy::Proxy;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -151,8 +154,13 @@ async fn dead_endpoint_fails_heartbeat_and_uploads_with_503() {
     assert_eq!(json["code"], 503, "{json}");
     assert_eq!(json["error"], "Service Unavailable", "{json}");
     assert!(json["errno"].is_u64() && json["message"].is_string(), "{json}");
+    // A short reason only: no endpoint, no connector error, no Debug dump.
+    let message = json["message"].as_str().unwrap_or_default();
+    assert_eq!(message, "storage is unavailable (storing the upload)", "{json}");
     let (code, json) = status(&web, &id).await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    let message = json["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("127.0.0.1") && !message.contains("dispatch") && message.len() < 80, "{json}");
     tier.shutdown().await;
 }
 
@@ -224,4 +232,71 @@ async fn redelivered_id_is_crunched_again_to_identical_variants() {
         assert_eq!(head.e_tag().map(str::to_owned), etag, "{suffix} changed bytes");
     }
     server.shutdown().await;
+}
+
+/// DELETE racing a worker, made deterministic: the worker reaches S3
+/// through a proxy that holds its variant PUTs until the DELETE has
+/// answered, then holds its after-the-PUTs check while the variants are
+/// really in the public bucket. Once DELETE has answered, no variant of the
+/// id is served at any of those moments, and the worker takes them down.
+#[tokio::test]
+async fn a_delete_during_a_crunch_is_never_undone_by_the_worker() {
+    let core = TestServer::start(&[Role::S3, Role::Sqs, Role::Web]).await;
+    let web = core.web_url();
+    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
+    let (public, private) = (core.config.buckets.public.clone(), core.config.buckets.private.clone());
+    let held_public = public.clone();
+    proxy.hold(move |method, path| method == http::Method::PUT && path.starts_with(&format!("/{held_public}/")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.aws.listen = proxy.addr;
+    let worker = TestServer::start_with(config, dir, &[Role::Worker]).await;
+
+    let id = upload_id(&web, jpeg(900, 600)).await;
+    // The worker crunched and sent its PUTs; none has reached S3.
+    proxy.wait_held(1, DEADLINE).await;
+    let resp =
+        reqwest::Client::new().delete(format!("{web}/v1/avatar/{id}")).bearer_auth(TOKEN).send().await.expect("delete");
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Let the PUTs land after the DELETE, and hold the worker's next look
+    // at the tombstone: the variants now exist, the DELETE has answered.
+    let tombstone = format!("/{private}/deleted/{id}");
+    proxy.hold(move |method, path| method == http::Method::HEAD && path == tombstone);
+    proxy.release();
+    proxy.wait_held(1, DEADLINE).await;
+    let s3 = core.s3().await;
+    let stored = s3.list_objects_v2().bucket(&public).prefix(&id).send().await.unwrap();
+    assert!(stored.key_count().unwrap_or(0) > 0, "the race is real: a late variant PUT landed after the DELETE");
+    let http = reqwest::Client::new();
+    for suffix in ["", "_small", "_large"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let resp = http.request(method.clone(), format!("{web}/a/{id}{suffix}")).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} /a/{id}{suffix} served after DELETE");
+        }
+    }
+    assert_eq!(status(&web, &id).await.0, StatusCode::NOT_FOUND);
+
+    // The worker goes on, finds the tombstone, and cleans up after itself.
+    proxy.pass_all();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let left = s3.list_objects_v2().bucket(&public).prefix(&id).send().await.unwrap().key_count().unwrap_or(0);
+        if left == 0 && queue_depth(&core, &core.config.queue.name).await == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{left} variants left behind, or the message never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for suffix in ["", "_small", "_large"] {
+        assert_eq!(reqwest::get(format!("{web}/a/{id}{suffix}")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    }
+    let private_left = s3.list_objects_v2().bucket(&private).send().await.unwrap();
+    let keys: Vec<_> = private_left.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, [format!("deleted/{id}")], "only the tombstone remains");
+    // A second DELETE is a 404, as for any unknown id.
+    let again = http.delete(format!("{web}/v1/avatar/{id}")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    worker.shutdown().await;
+    core.shutdown().await;
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{ALL_ROLES, TestServer, test_config};
+use crunchbox::cli::Role;
 use crunchbox::crunch::fit;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, Rgba};
 use reqwest::StatusCode;
@@ -358,6 +359,41 @@ async fn upload_over_the_limit_while_streaming_chunked_stores_nothing() {
     server.shutdown().await;
 }
 
+/// Without `Content-Length` a body must be held to be measured, so only a
+/// small one is taken (from a shared budget); a larger one is told to say
+/// its length (411), without being read whole.
+#[tokio::test]
+async fn upload_without_length_over_the_held_limit_gets_411() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.web.max_upload_bytes = 8 * 1024 * 1024;
+    config.web.public_url = PUBLIC_URL.into();
+    let server = TestServer::start_with(config, dir, &[Role::S3, Role::Sqs, Role::Web]).await;
+    let head = format!(
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut first = png_alpha(8, 8);
+    first.resize(64 * 1024, 0);
+    // 2 MiB in 64 KiB chunks: over the 1 MiB held limit, under max_upload_bytes.
+    let mut wire: Vec<Vec<u8>> = std::iter::once(first)
+        .chain((1..32).map(|_| vec![0u8; 64 * 1024]))
+        .map(|c| [format!("{:x}\r\n", c.len()).into_bytes(), c, b"\r\n".to_vec()].concat())
+        .collect();
+    wire.push(b"0\r\n\r\n".to_vec());
+    let (code, body) = raw_exchange(web_addr(&server), head, wire, false).await;
+    assert_eq!(code, Some(411), "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    check_error_shape(&json, StatusCode::LENGTH_REQUIRED);
+    assert!(json["message"].as_str().is_some_and(|m| m.contains("Content-Length")), "{json}");
+    assert!(private_originals(&server).await.is_empty());
+    // The same bytes with a length stream through.
+    let mut whole = png_alpha(8, 8);
+    whole.resize(2 * 1024 * 1024, 0);
+    upload_ok(&server, "image/png", whole).await;
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn upload_whose_body_ends_early_stores_nothing() {
     let server = start().await;
@@ -597,8 +633,13 @@ async fn delete_needs_auth_and_removes_everything() {
     for bucket in [&server.config.buckets.private, &server.config.buckets.public] {
         let out = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
         let keys: Vec<_> = out.contents().iter().filter_map(|o| o.key()).collect();
-        assert!(keys.iter().all(|k| !k.contains(&id)), "{bucket} still holds {keys:?}");
+        // Only the (empty) tombstone that keeps a racing worker's writes
+        // from ever being served.
+        let tombstone = format!("deleted/{id}");
+        assert!(keys.iter().all(|k| !k.contains(&id) || *k == tombstone), "{bucket} still holds {keys:?}");
     }
+    let tombstone = s3.head_object().bucket(&server.config.buckets.private).key(format!("deleted/{id}")).send();
+    assert_eq!(tombstone.await.expect("tombstone").content_length(), Some(0));
     server.shutdown().await;
 }
 

@@ -3,14 +3,16 @@
 //! Requests are told apart the way AWS's own front ends would if they shared
 //! a host: by the service in the SigV4 credential scope (`s3`, `sqs`, `sts`),
 //! then by `X-Amz-Target` / `Action`. Unsigned requests are S3 (anonymous
-//! reads of the public bucket) unless they are plainly SQS-shaped, in which
-//! case SQS answers with its own authentication error.
+//! reads of the public bucket) unless they are plainly Query- or
+//! JSON-protocol shaped (a form body, an `Action` parameter, an
+//! `X-Amz-Target`), in which case SQS answers with its own
+//! `MissingAuthenticationToken`, as AWS's front ends do.
 
 pub mod sigv4;
 pub mod sts;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::queue::QueueService;
@@ -33,7 +35,13 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
-        match target_of(req.headers(), req.uri()) {
+        let target = target_of(req.method(), req.headers(), req.uri());
+        if target == Target::S3
+            && let Err(e) = sigv4::presigned_expires(req.uri())
+        {
+            return s3_error(&e);
+        }
+        match target {
             Target::S3 => match &self.s3 {
                 Some(s3) => match s3.call(req.map(s3s::Body::from)).await {
                     Ok(resp) => resp,
@@ -59,9 +67,24 @@ fn plain(status: StatusCode, text: &'static str) -> Response<s3s::Body> {
     resp
 }
 
+/// An S3-shaped XML error for a request refused before s3s saw it.
+fn s3_error(e: &sigv4::AuthError) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
+         <RequestId>{}</RequestId></Error>",
+        e.code(),
+        quick_xml::escape::escape(e.to_string()),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut resp = Response::new(s3s::Body::from(Bytes::from(body)));
+    *resp.status_mut() = e.status();
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    resp
+}
+
 /// Picks the service from the SigV4 credential scope (header or presigned
 /// query), falling back to the request's shape when it is unsigned.
-pub fn target_of(headers: &HeaderMap, uri: &http::Uri) -> Target {
+pub fn target_of(method: &Method, headers: &HeaderMap, uri: &http::Uri) -> Target {
     let scope_service = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -78,12 +101,22 @@ pub fn target_of(headers: &HeaderMap, uri: &http::Uri) -> Target {
         Some("sqs") => Target::Sqs,
         Some("sts") => Target::Sts,
         Some(_) => Target::S3,
-        None => {
-            let is_sqs_json =
-                headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("AmazonSQS."));
-            if is_sqs_json { Target::Sqs } else { Target::S3 }
-        }
+        None if is_query_or_json_protocol(method, headers, uri) => Target::Sqs,
+        None => Target::S3,
     }
+}
+
+/// An unsigned request in the shape of SQS's (or STS's) wire protocols,
+/// which S3 never uses: a JSON-protocol target, a form-encoded POST (S3's
+/// browser uploads are `multipart/form-data`), or an `Action` parameter.
+fn is_query_or_json_protocol(method: &Method, headers: &HeaderMap, uri: &http::Uri) -> bool {
+    let header = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let json_target = header(http::header::HeaderName::from_static("x-amz-target")).starts_with("AmazonSQS.");
+    let content_type = header(http::header::CONTENT_TYPE).to_ascii_lowercase();
+    let form_post = method == Method::POST && content_type.starts_with("application/x-www-form-urlencoded");
+    let json_post = content_type.starts_with("application/x-amz-json");
+    let action = uri.query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "Action"));
+    json_target || form_post || json_post || action
 }
 
 /// `AKID/20260101/us-east-1/sqs/aws4_request` → `sqs`.
@@ -114,18 +147,23 @@ mod tests {
                 "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/{svc}/aws4_request, SignedHeaders=host, Signature=00"
             )
         };
-        assert_eq!(target_of(&headers(&[("authorization", &auth("sqs"))]), &uri), Target::Sqs);
-        assert_eq!(target_of(&headers(&[("authorization", &auth("sts"))]), &uri), Target::Sts);
-        assert_eq!(target_of(&headers(&[("authorization", &auth("s3"))]), &uri), Target::S3);
+        assert_eq!(target_of(&Method::POST, &headers(&[("authorization", &auth("sqs"))]), &uri), Target::Sqs);
+        assert_eq!(target_of(&Method::POST, &headers(&[("authorization", &auth("sts"))]), &uri), Target::Sts);
+        assert_eq!(target_of(&Method::POST, &headers(&[("authorization", &auth("s3"))]), &uri), Target::S3);
     }
 
     #[test]
     fn presigned_query_and_unsigned_requests() {
         let uri: http::Uri =
             "/q?X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fsqs%2Faws4_request&Action=ListQueues".parse().unwrap();
-        assert_eq!(target_of(&HeaderMap::new(), &uri), Target::Sqs);
+        assert_eq!(target_of(&Method::GET, &HeaderMap::new(), &uri), Target::Sqs);
         let root: http::Uri = "/bucket/key".parse().unwrap();
-        assert_eq!(target_of(&HeaderMap::new(), &root), Target::S3);
-        assert_eq!(target_of(&headers(&[("x-amz-target", "AmazonSQS.ListQueues")]), &root), Target::Sqs);
+        assert_eq!(target_of(&Method::GET, &HeaderMap::new(), &root), Target::S3);
+        assert_eq!(target_of(&Method::POST, &headers(&[("x-amz-target", "AmazonSQS.ListQueues")]), &root), Target::Sqs);
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded; charset=utf-8")]);
+        assert_eq!(target_of(&Method::POST, &form, &"/".parse().unwrap()), Target::Sqs);
+        let upload = headers(&[("content-type", "multipart/form-data; boundary=x")]);
+        assert_eq!(target_of(&Method::POST, &upload, &"/bucket".parse().unwrap()), Target::S3);
+        assert_eq!(target_of(&Method::GET, &HeaderMap::new(), &"/?Action=ListQueues".parse().unwrap()), Target::Sqs);
     }
 }

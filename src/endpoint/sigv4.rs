@@ -16,6 +16,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::budget::BodyBudget;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -23,8 +26,15 @@ type HmacSha256 = Hmac<Sha256>;
 /// (up to 3× for non-ASCII text), plus the request's envelope.
 pub const MAX_BODY: usize = 3 * 1024 * 1024 + 256 * 1024;
 
+/// Bytes of SQS request bodies held at once, across all connections (see
+/// [`BodyBudget`]): a few dozen of the largest batches, thousands of the
+/// usual few-KiB requests.
+pub const SQS_BODY_BUDGET: u32 = 64 * 1024 * 1024;
+
 /// How far a request's timestamp may be from ours (AWS allows 15 minutes).
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
+/// The longest lifetime AWS allows a presigned URL (`X-Amz-Expires`): 7 days.
+pub const MAX_PRESIGNED_EXPIRES: u64 = 7 * 24 * 60 * 60;
 
 /// Everything but AWS's unreserved characters is percent-encoded.
 const AWS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
@@ -48,8 +58,12 @@ pub enum AuthError {
     Mismatch,
     #[error("Signature expired: {0} is now earlier or later than 15 minutes from the current time.")]
     Expired(String),
+    #[error("{0}")]
+    QueryParameters(String),
     #[error("Request body is larger than {MAX_BODY} bytes.")]
     TooLarge,
+    #[error("The service is busy with other large requests; retry.")]
+    Busy,
     #[error("Cannot read the request body: {0}")]
     Body(String),
 }
@@ -63,7 +77,9 @@ impl AuthError {
             Self::UnknownKey => "InvalidClientTokenId",
             Self::Mismatch => "SignatureDoesNotMatch",
             Self::Expired(_) => "RequestExpired",
+            Self::QueryParameters(_) => "AuthorizationQueryParametersError",
             Self::TooLarge => "RequestEntityTooLarge",
+            Self::Busy => "ServiceUnavailable",
             Self::Body(_) => "MalformedInput",
         }
     }
@@ -72,15 +88,30 @@ impl AuthError {
         match self {
             Self::Missing | Self::UnknownKey | Self::Mismatch => http::StatusCode::FORBIDDEN,
             Self::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Incomplete(_) | Self::Expired(_) | Self::Body(_) => http::StatusCode::BAD_REQUEST,
+            Self::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
+            Self::Incomplete(_) | Self::Expired(_) | Self::QueryParameters(_) | Self::Body(_) => {
+                http::StatusCode::BAD_REQUEST
+            }
         }
     }
 }
 
-/// Knows the key pairs the endpoint accepts.
+/// Knows the key pairs the endpoint accepts, and holds the budget the
+/// bodies it must buffer are drawn from.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     secrets: Arc<HashMap<String, String>>,
+    budget: BodyBudget,
+}
+
+/// A request whose signature held, with its body. The body's share of the
+/// budget is given back when this is dropped, so keep it while the body is
+/// in use.
+pub struct Verified {
+    pub parts: Parts,
+    pub body: Bytes,
+    pub access_key: String,
+    _reserved: OwnedSemaphorePermit,
 }
 
 /// The parts of a parsed `Authorization` header or presigned query.
@@ -96,17 +127,14 @@ struct Signed {
 }
 
 impl Verifier {
-    pub fn new(credentials: Vec<(String, String)>) -> Self {
-        Self { secrets: Arc::new(credentials.into_iter().collect()) }
+    pub fn new(credentials: Vec<(String, String)>, budget: BodyBudget) -> Self {
+        Self { secrets: Arc::new(credentials.into_iter().collect()), budget }
     }
 
-    /// Buffers the body (up to `limit`) and checks the signature over it.
-    /// Returns the request head, the body and the caller's access key.
-    pub async fn read_verified(
-        &self,
-        req: http::Request<Incoming>,
-        limit: usize,
-    ) -> Result<(Parts, Bytes, String), AuthError> {
+    /// Buffers the body (up to `limit`, reserved from the budget first: its
+    /// `Content-Length`, or `limit` when it has none) and checks the
+    /// signature over it.
+    pub async fn read_verified(&self, req: http::Request<Incoming>, limit: usize) -> Result<Verified, AuthError> {
         let (parts, body) = req.into_parts();
         let declared = parts
             .headers
@@ -116,13 +144,15 @@ impl Verifier {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(AuthError::TooLarge);
         }
+        let reserved = self.budget.reserve(declared.unwrap_or(limit as u64)).await.map_err(|_| AuthError::Busy)?;
+        let limit = declared.map_or(limit, |n| n as usize);
         let body = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(AuthError::TooLarge),
             Err(e) => return Err(AuthError::Body(e.to_string())),
         };
         let access_key = self.verify(&parts, &body, SystemTime::now())?;
-        Ok((parts, body, access_key))
+        Ok(Verified { parts, body, access_key, _reserved: reserved })
     }
 
     /// Checks the request's SigV4 signature; returns the access key it used.
@@ -139,7 +169,7 @@ impl Verifier {
             return Err(AuthError::Expired(signed.amz_date.clone()));
         }
         if signed.presigned {
-            let expires = query_param(parts, "X-Amz-Expires").and_then(|v| v.parse::<u64>().ok()).unwrap_or(900);
+            let expires = presigned_expires(&parts.uri)?.unwrap_or(900);
             if now > when + Duration::from_secs(expires) || when > now + MAX_SKEW {
                 return Err(AuthError::Expired(signed.amz_date.clone()));
             }
@@ -184,8 +214,26 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8>
 }
 
 fn query_param(parts: &Parts, name: &str) -> Option<String> {
-    let query = parts.uri.query()?;
+    uri_query_param(&parts.uri, name)
+}
+
+fn uri_query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    let query = uri.query()?;
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// A presigned URL's `X-Amz-Expires`, if it has one: a whole number of
+/// seconds from 1 to 7 days, as AWS requires of every service (s3s does
+/// not check the upper bound, so the endpoint checks it for S3 too).
+pub fn presigned_expires(uri: &http::Uri) -> Result<Option<u64>, AuthError> {
+    let Some(raw) = uri_query_param(uri, "X-Amz-Expires") else { return Ok(None) };
+    match raw.parse::<u64>() {
+        Ok(secs) if secs > MAX_PRESIGNED_EXPIRES => Err(AuthError::QueryParameters(format!(
+            "X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGNED_EXPIRES}"
+        ))),
+        Ok(secs) if secs > 0 => Ok(Some(secs)),
+        _ => Err(AuthError::QueryParameters("X-Amz-Expires should be a number".into())),
+    }
 }
 
 fn parse_signed(parts: &Parts) -> Result<Signed, AuthError> {
@@ -321,10 +369,15 @@ fn canonical_request(parts: &Parts, body: &[u8], signed: &Signed) -> Result<Stri
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
 
-    let payload_hash = match parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
-        Some(h) => h.to_owned(),
-        None => hex::encode(Sha256::digest(body)),
-    };
+    // The signature must bind the bytes received, not a hash the client
+    // merely claims: a declared hash that differs (or `UNSIGNED-PAYLOAD`,
+    // which SQS and STS do not allow) is a signature that does not match.
+    let payload_hash = hex::encode(Sha256::digest(body));
+    if let Some(declared) = parts.headers.get("x-amz-content-sha256")
+        && !declared.as_bytes().eq_ignore_ascii_case(payload_hash.as_bytes())
+    {
+        return Err(AuthError::Mismatch);
+    }
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         parts.method.as_str(),
@@ -371,14 +424,14 @@ mod tests {
 
     #[test]
     fn malformed_header_is_incomplete() {
-        let v = Verifier::new(vec![("AK".into(), "SK".into())]);
+        let v = Verifier::new(vec![("AK".into(), "SK".into())], BodyBudget::new(1024));
         let p = parts("AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/sqs/aws4_request", "20260101T000000Z");
         assert!(matches!(v.verify(&p, b"", SystemTime::now()), Err(AuthError::Incomplete(_))));
     }
 
     #[test]
     fn unknown_key_and_missing() {
-        let v = Verifier::new(vec![("AK".into(), "SK".into())]);
+        let v = Verifier::new(vec![("AK".into(), "SK".into())], BodyBudget::new(1024));
         let p = parts(
             "AWS4-HMAC-SHA256 Credential=NOPE/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, \
              Signature=00",

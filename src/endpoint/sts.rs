@@ -6,7 +6,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::sigv4::{AuthError, MAX_BODY, Verifier};
+use super::sigv4::{AuthError, Verifier};
+use crate::budget::BodyBudget;
+
+/// STS requests are a few hundred bytes; this is the most one may send.
+const MAX_BODY: usize = 64 * 1024;
+/// Bytes of STS bodies held at once.
+const STS_BODY_BUDGET: u32 = 1024 * 1024;
 
 const XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
@@ -18,19 +24,21 @@ pub struct Sts {
 
 impl Sts {
     pub fn new(config: &crate::config::Config) -> Self {
-        Self { account_id: config.aws.account_id.clone(), verifier: Verifier::new(config.credentials()) }
+        let budget = BodyBudget::new(STS_BODY_BUDGET);
+        Self { account_id: config.aws.account_id.clone(), verifier: Verifier::new(config.credentials(), budget) }
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
-        let (parts, body, _access_key) = match self.verifier.read_verified(req, MAX_BODY).await {
+        let verified = match self.verifier.read_verified(req, MAX_BODY).await {
             Ok(ok) => ok,
             Err(e) => return auth_error(&e),
         };
+        let (parts, body) = (&verified.parts, &verified.body);
         let mut params: Vec<(String, String)> = Vec::new();
         if let Some(q) = parts.uri.query() {
             params.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
         }
-        params.extend(form_urlencoded::parse(&body).into_owned());
+        params.extend(form_urlencoded::parse(body).into_owned());
         let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.as_str());
         match action {
             Some("GetCallerIdentity") => self.caller_identity(),

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use crate::budget::BodyBudget;
 use crate::config::Config;
-use crate::endpoint::sigv4::{MAX_BODY, Verifier};
+use crate::endpoint::sigv4::{MAX_BODY, SQS_BODY_BUDGET, Verifier};
 pub use error::{Code, SqsError};
 pub use store::commit::durability_stats;
 use store::{Store, StoreError};
@@ -68,7 +69,7 @@ impl QueueService {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                verifier: Verifier::new(config.credentials()),
+                verifier: Verifier::new(config.credentials(), BodyBudget::new(SQS_BODY_BUDGET)),
                 account: config.aws.account_id.clone(),
                 region: config.aws.region.clone(),
                 fallback_host: config.embedded_endpoint_url().trim_start_matches("http://").to_owned(),
@@ -92,8 +93,8 @@ impl QueueService {
             .and_then(|v| v.to_str().ok())
             .unwrap_or(&self.inner.fallback_host)
             .to_owned();
-        let (parts, body) = match self.inner.verifier.read_verified(req, MAX_BODY).await {
-            Ok((parts, body, _access_key)) => (parts, body),
+        let verified = match self.inner.verifier.read_verified(req, MAX_BODY).await {
+            Ok(verified) => verified,
             Err(e) => {
                 let err = SqsError::from(&e);
                 return if is_json {
@@ -103,15 +104,16 @@ impl QueueService {
                 };
             }
         };
+        let (parts, body) = (&verified.parts, &verified.body);
         let ctx = cmd::Ctx { svc: &self.inner, endpoint: format!("http://{host}"), path: parts.uri.path().to_owned() };
         if is_json {
-            let result = match json::parse(&parts, &body) {
+            let result = match json::parse(parts, body) {
                 Ok((action, input)) => cmd::dispatch(&ctx, &action, input).await,
                 Err(e) => Err(e),
             };
             json::respond(result, &request_id)
         } else {
-            match query::parse(&parts, &body) {
+            match query::parse(parts, body) {
                 Ok((action, input)) => {
                     let result = cmd::dispatch(&ctx, &action, input).await;
                     query::respond(&action, result, &request_id)

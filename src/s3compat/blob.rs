@@ -134,15 +134,6 @@ impl BlobDir {
         file.read_exact(&mut buf)?;
         Ok(Bytes::from(buf))
     }
-
-    /// Opens blob `id` positioned at `start`, for streaming large reads.
-    pub fn open_at(&self, id: &str, start: u64) -> io::Result<File> {
-        let mut file = File::open(self.path(id))?;
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))?;
-        }
-        Ok(file)
-    }
 }
 
 impl TmpFile {

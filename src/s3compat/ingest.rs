@@ -19,8 +19,9 @@ use super::store::Store;
 
 /// Objects up to this size are stored inline in their sled record.
 pub const INLINE_MAX: usize = 64 * 1024;
-/// Bytes buffered before a write to the temp file (one blocking call per batch).
-const WRITE_BATCH: usize = 4 * 1024 * 1024;
+/// Bytes buffered before a write to the temp file (one blocking call per
+/// batch): few enough that a thousand slow uploads stay within memory.
+const WRITE_BATCH: usize = 256 * 1024;
 /// AWS's single-PUT and single-part limit.
 pub const MAX_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 

@@ -23,6 +23,9 @@ mod multipart;
 mod objects;
 mod store;
 
+use std::sync::Arc;
+
+use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::config::Config;
@@ -46,5 +49,26 @@ pub fn service(config: &Config) -> Result<S3Service, S3CompatError> {
     builder.set_auth(access::KeyPairs(config.credentials().into_iter().collect()));
     builder.set_access(access::PublicReads { public_bucket: config.buckets.public.clone() });
     builder.set_host(host::Hosts::new(&config.aws.domain));
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(body_limits()))));
     Ok(builder.build())
+}
+
+/// s3s reads the file of a presigned POST (HTML form upload) into memory
+/// before the handler sees it, so its size is capped well below AWS's 5 GB:
+/// form uploads are browser-sized (avatars, attachments); larger files go
+/// through a presigned PUT or multipart, which stream to disk.
+pub const POST_OBJECT_MAX_FILE: u64 = 32 * 1024 * 1024;
+
+/// What s3s may hold in memory for one request. Its defaults let one
+/// request buffer a 20 MB XML document and a presigned POST's file whole
+/// (up to 5 GB); these keep every buffered body small. The XML limit still
+/// fits AWS's largest documents (DeleteObjects with 1,000 keys,
+/// CompleteMultipartUpload with 10,000 parts and their checksums).
+fn body_limits() -> S3Config {
+    let mut config = S3Config::default();
+    config.xml_max_body_size = 4 * 1024 * 1024;
+    config.post_object_max_file_size = POST_OBJECT_MAX_FILE;
+    config.form_max_field_size = 64 * 1024;
+    config.form_max_fields_size = 1024 * 1024;
+    config
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use md5::Digest as _;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -150,20 +151,28 @@ pub async fn upload_part_copy(
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
     let (start, len) = copy_range(input.copy_source_range.as_deref(), src.size)?;
-    let bytes = match &src.blob {
-        None => inline.slice(start as usize..(start + len) as usize),
+    if len > ingest::MAX_UPLOAD {
+        return Err(copy_source_too_large());
+    }
+    // The range streams from the source blob into the new part's temp file
+    // in bounded batches: never whole in memory, whatever its size.
+    let ingested = match &src.blob {
+        None => {
+            let bytes = inline.slice(start as usize..(start + len) as usize);
+            let body = futures_util::stream::iter([Ok::<Bytes, s3s::StdError>(bytes)]);
+            ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?
+        }
         Some(id) => {
-            let store = Arc::clone(&api.store);
-            let id = id.clone();
-            let len = usize::try_from(len).map_err(|_| s3_error!(InvalidRange))?;
-            tokio::task::spawn_blocking(move || store.blobs.read_range(&id, start, len))
-                .await
-                .map_err(StoreError::from)?
-                .map_err(StoreError::from)?
+            let body = match api.store.read_stream(id, start, len).await {
+                Ok(stream) => stream.map(|r| r.map_err(s3s::StdError::from)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(s3_error!(SlowDown, "The source object changed during the copy; retry"));
+                }
+                Err(e) => return Err(StoreError::from(e).into()),
+            };
+            ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?
         }
     };
-    let body = futures_util::stream::iter([Ok::<Bytes, s3s::StdError>(bytes)]);
-    let ingested = ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?;
     let Stored::Blob(blob) = &ingested.stored else {
         return Err(StoreError::Corrupt("part stored inline".into()).into());
     };
@@ -186,6 +195,15 @@ pub async fn upload_part_copy(
         }),
         ..Default::default()
     }))
+}
+
+/// AWS's answer to a copy whose source (or range) is over 5 GiB.
+pub fn copy_source_too_large() -> s3s::S3Error {
+    s3_error!(
+        InvalidRequest,
+        "The specified copy source is larger than the maximum allowable size for a copy source: {}",
+        ingest::MAX_UPLOAD
+    )
 }
 
 /// `bytes=first-last` (inclusive) within the source, else `InvalidRange`.

@@ -13,12 +13,11 @@ use super::conditions::ReadConditions;
 use super::error::StoreError;
 use super::ingest::{self, Ingested, Stored};
 use super::meta::{self, Attrs, ObjectMeta};
-use super::store::{PutCondition, Store};
+use super::store::{PutCondition, STREAM_CHUNK, Store};
 
-/// Ranges up to this size are read in one blocking call; larger ones stream.
-const READ_WHOLE_MAX: u64 = 4 * 1024 * 1024;
-/// Chunk size when streaming large reads.
-const STREAM_CHUNK: usize = 256 * 1024;
+/// Ranges up to one stream chunk are read in one blocking call; larger ones
+/// stream, so a GET holds at most a chunk of its body at a time.
+const READ_WHOLE_MAX: u64 = STREAM_CHUNK as u64;
 
 pub async fn put(api: &S3Api, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
     let S3Request { input, headers, trailing_headers, .. } = req;
@@ -229,24 +228,17 @@ async fn read_body(
             let bytes = inline.get(s..e).map(Bytes::copy_from_slice).unwrap_or_default();
             return Ok(StreamingBlob::from(s3s::Body::from(bytes)));
         };
-        let store = Arc::clone(&api.store);
-        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Result<Bytes, std::fs::File>> {
-            if len <= READ_WHOLE_MAX {
-                store.blobs.read_range(&blob, start, len as usize).map(Ok)
-            } else {
-                store.blobs.open_at(&blob, start).map(Err)
-            }
-        })
-        .await
-        .map_err(StoreError::from)?;
+        let opened = if len <= READ_WHOLE_MAX {
+            let store = Arc::clone(&api.store);
+            tokio::task::spawn_blocking(move || store.blobs.read_range(&blob, start, len as usize))
+                .await
+                .map_err(StoreError::from)?
+                .map(|bytes| StreamingBlob::from(s3s::Body::from(bytes)))
+        } else {
+            api.store.read_stream(&blob, start, len).await.map(StreamingBlob::wrap)
+        };
         match opened {
-            Ok(Ok(bytes)) => return Ok(StreamingBlob::from(s3s::Body::from(bytes))),
-            Ok(Err(file)) => {
-                use tokio::io::AsyncReadExt as _;
-                let reader = tokio::fs::File::from_std(file).take(len);
-                let stream = tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK);
-                return Ok(StreamingBlob::wrap(stream));
-            }
+            Ok(body) => return Ok(body),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 (record, inline) = api.load_object(bucket, key)?;
                 if start + len > record.size {
@@ -307,6 +299,9 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
     };
     if conds.check(&src.etag, &modified).is_some() {
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+    }
+    if src.size > super::ingest::MAX_UPLOAD {
+        return Err(super::multipart::copy_source_too_large());
     }
     let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
     if !replace && **src_bucket == *input.bucket && **src_key == *input.key {

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use s3s::dto::ETagCondition;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio_util::io::ReaderStream;
 
 use super::blob::BlobDir;
 use super::commit::Committer;
@@ -24,6 +25,8 @@ use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
 
 /// sled's page cache; objects are mostly streamed from files, so this stays modest.
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+/// Chunk size of streamed blob reads.
+pub const STREAM_CHUNK: usize = 256 * 1024;
 
 pub struct Store {
     db: sled::Db,
@@ -126,6 +129,25 @@ impl Store {
     /// (see [`Committer`]).
     pub async fn flush(&self) -> StoreResult<()> {
         self.commit.durable().await
+    }
+
+    // ---- blob reads ----
+
+    /// `len` bytes of blob `id` from `start`, as a stream of bounded chunks:
+    /// large reads (GET, UploadPartCopy) never hold a body whole. An error
+    /// of kind `NotFound` means an overwrite retired the blob meanwhile.
+    pub async fn read_stream(
+        &self,
+        id: &str,
+        start: u64,
+        len: u64,
+    ) -> std::io::Result<ReaderStream<tokio::io::Take<tokio::fs::File>>> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let mut file = tokio::fs::File::open(self.blobs.path(id)).await?;
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+        }
+        Ok(ReaderStream::with_capacity(file.take(len), STREAM_CHUNK))
     }
 
     // ---- buckets ----

@@ -4,6 +4,8 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
+use crate::clients::{CallError, cause_chain};
+
 /// Every way a web request can fail, each with its status and errno.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,10 +25,16 @@ pub enum ApiError {
     BodyRead(String),
     #[error("no such avatar")]
     NotFound,
-    #[error("storage is unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// S3 or SQS failed us. The client hears only what was being done;
+    /// the chain (endpoints, connector errors) is logged.
+    #[error("storage is unavailable ({0})")]
+    Unavailable(#[source] CallError),
+    #[error("too many uploads without a Content-Length are in progress; retry, or send Content-Length")]
+    Busy,
+    #[error("a body without Content-Length may be at most {0} bytes; send Content-Length")]
+    LengthRequired(u64),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -38,7 +46,8 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::EmptyBody | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +65,8 @@ impl ApiError {
             Self::BodyRead(_) => 132,
             Self::NotFound => 140,
             Self::Unavailable(_) => 201,
+            Self::Busy => 202,
+            Self::LengthRequired(_) => 133,
             Self::Internal(_) => 999,
         }
     }
@@ -75,7 +86,7 @@ pub fn json_error(status: StatusCode, errno: u32, message: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if matches!(self, Self::Unavailable(_) | Self::Internal(_)) {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %cause_chain(&self), "request failed");
         }
         let mut resp = json_error(self.status(), self.errno(), self.to_string());
         if matches!(self, Self::MissingToken) {
@@ -85,8 +96,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Maps an SDK error to 503 (the service could not be reached or failed)
-/// and logs the detail.
-pub fn unavailable<E: std::error::Error>(what: &str, err: E) -> ApiError {
-    ApiError::Unavailable(format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(err)))
+/// Maps an SDK error to 503 (the service could not be reached or failed).
+pub fn unavailable<E: std::error::Error + Send + Sync + 'static>(what: &'static str, err: E) -> ApiError {
+    ApiError::Unavailable(CallError::new(what, err))
 }

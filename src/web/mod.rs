@@ -19,6 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
+use crate::budget::BodyBudget;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::crunch::Format;
@@ -36,6 +37,10 @@ pub struct Settings {
     pub public_bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
+    /// Memory for upload bodies that must be held whole (no length).
+    pub held_bodies: BodyBudget,
+    /// Paces the queue-depth refresh of `/metrics`.
+    pub depth_refresh: ops::Throttle,
 }
 
 impl Settings {
@@ -48,6 +53,8 @@ impl Settings {
             public_bucket: config.buckets.public.clone(),
             queue_url,
             dlq_url,
+            held_bodies: BodyBudget::new(upload::HELD_BODIES_BUDGET),
+            depth_refresh: ops::Throttle::default(),
         }
     }
 

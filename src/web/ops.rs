@@ -67,8 +67,19 @@ pub async fn version() -> Json<Value> {
     }))
 }
 
-/// Prometheus text; refreshes the queue depth gauge on each scrape.
+/// Prometheus text. The queue depth gauge is refreshed by a scrape at most
+/// every [`DEPTH_REFRESH`] and waits at most [`DEPTH_TIMEOUT`] for SQS, so
+/// an anonymous scraper can neither turn scrapes into a stream of SQS calls
+/// nor hold requests open on a slow queue.
 pub async fn metrics(State(state): State<WebState>) -> Response {
+    if state.settings.depth_refresh.due(DEPTH_REFRESH) {
+        refresh_queue_depth(&state).await;
+    }
+    let text = m::handle().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn refresh_queue_depth(state: &WebState) {
     let depth = state
         .clients
         .sqs
@@ -76,9 +87,8 @@ pub async fn metrics(State(state): State<WebState>) -> Response {
         .queue_url(&state.settings.queue_url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await;
-    if let Ok(out) = depth {
+        .send();
+    if let Ok(Ok(out)) = tokio::time::timeout(DEPTH_TIMEOUT, depth).await {
         let attrs = out.attributes();
         for (attr, state_label) in [
             (QueueAttributeName::ApproximateNumberOfMessages, "visible"),
@@ -89,6 +99,26 @@ pub async fn metrics(State(state): State<WebState>) -> Response {
             }
         }
     }
-    let text = m::handle().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A scrape refreshes the queue depth at most this often.
+const DEPTH_REFRESH: Duration = Duration::from_secs(5);
+/// How long a scrape waits for the queue depth.
+const DEPTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// When something was last done, to do it at most once per interval
+/// across concurrent requests.
+#[derive(Debug, Default)]
+pub struct Throttle(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Throttle {
+    /// True (and the clock restarts) if `every` has passed since the last time.
+    pub fn due(&self, every: Duration) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < every) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
 }

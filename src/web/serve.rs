@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::WebState;
 use super::error::{ApiError, unavailable};
-use crate::avatar::parse_variant_path;
+use crate::avatar::{self, parse_variant_path};
 
 /// Variants never change under a key, so caches may keep them forever.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -33,13 +33,29 @@ pub async fn variant(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (id, variant) = parse_variant_path(&segment).ok_or(ApiError::NotFound)?;
-    let bucket = &state.settings.public_bucket;
+    let s = &state.settings;
+    // A deleted upload's tombstone outranks a variant a racing worker may
+    // still have written (see `crate::avatar`); asked at the same time, so
+    // serving waits for one round trip, not two.
     let key = id.variant_key(variant);
+    let (deleted, response) = tokio::join!(
+        avatar::is_deleted(&state.clients.s3, &s.private_bucket, &id),
+        fetch(&state, &method, &key, &headers),
+    );
+    if deleted.map_err(ApiError::Unavailable)? {
+        return Err(ApiError::NotFound);
+    }
+    response
+}
+
+/// The variant at `key` (or 304), straight from the public bucket.
+async fn fetch(state: &WebState, method: &Method, key: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let bucket = &state.settings.public_bucket;
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let s3 = &state.clients.s3;
 
-    let (meta, body) = if method == Method::HEAD {
-        let out = s3.head_object().bucket(bucket).key(&key).set_if_none_match(if_none_match).send().await;
+    let (meta, body) = if *method == Method::HEAD {
+        let out = s3.head_object().bucket(bucket).key(key).set_if_none_match(if_none_match).send().await;
         match out {
             Ok(o) => (
                 Meta {
@@ -60,7 +76,7 @@ pub async fn variant(
             }
         }
     } else {
-        let out = s3.get_object().bucket(bucket).key(&key).set_if_none_match(if_none_match).send().await;
+        let out = s3.get_object().bucket(bucket).key(key).set_if_none_match(if_none_match).send().await;
         match out {
             Ok(o) => (
                 Meta {

@@ -1,7 +1,7 @@
 //! `GET /v1/avatar/{id}` and `DELETE /v1/avatar/{id}`: status derived from
 //! S3 alone (see [`crate::avatar`]).
 
-use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::primitives::ByteStream;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::HeaderMap;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, unavailable};
 use super::{WebState, auth};
-use crate::avatar::{AvatarId, FailureRecord};
+use crate::avatar::{self, AvatarId, FailureRecord};
 use crate::crunch::VariantName;
 
 /// What S3 says about an upload.
@@ -17,14 +17,6 @@ enum Status {
     Pending,
     Ready,
     Failed(FailureRecord),
-}
-
-async fn exists(state: &WebState, bucket: &str, key: &str) -> Result<bool, ApiError> {
-    match state.clients.s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))) => Ok(false),
-        Err(e) => Err(unavailable("looking up the upload", e)),
-    }
 }
 
 async fn failure(state: &WebState, id: &AvatarId) -> Result<Option<FailureRecord>, ApiError> {
@@ -43,15 +35,26 @@ async fn failure(state: &WebState, id: &AvatarId) -> Result<Option<FailureRecord
     }
 }
 
+/// The upload's status; `None` if it is unknown or was deleted.
 async fn lookup(state: &WebState, id: &AvatarId) -> Result<Option<Status>, ApiError> {
     let s = &state.settings;
-    if exists(state, &s.public_bucket, &id.variant_key(VariantName::Default)).await? {
+    let s3 = &state.clients.s3;
+    let default_key = id.variant_key(VariantName::Default);
+    let (deleted, ready) = tokio::try_join!(
+        avatar::is_deleted(s3, &s.private_bucket, id),
+        avatar::exists(s3, &s.public_bucket, &default_key),
+    )
+    .map_err(ApiError::Unavailable)?;
+    if deleted {
+        return Ok(None);
+    }
+    if ready {
         return Ok(Some(Status::Ready));
     }
     if let Some(record) = failure(state, id).await? {
         return Ok(Some(Status::Failed(record)));
     }
-    if exists(state, &s.private_bucket, &id.original_key()).await? {
+    if avatar::exists(s3, &s.private_bucket, &id.original_key()).await.map_err(ApiError::Unavailable)? {
         return Ok(Some(Status::Pending));
     }
     Ok(None)
@@ -95,25 +98,36 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     auth::check_bearer(&headers, &state.settings.upload_tokens)?;
     let id = parse_id(&raw)?;
-    lookup(&state, &id).await?.ok_or(ApiError::NotFound)?;
     let s = &state.settings;
-    let mut keys: Vec<(&str, String)> =
-        VariantName::ALL.iter().map(|&v| (s.public_bucket.as_str(), id.variant_key(v))).collect();
-    keys.push((&s.private_bucket, id.failure_key()));
-    // The original goes last: while it exists the upload still reads as
-    // known, so a failed delete can simply be retried.
-    keys.push((&s.private_bucket, id.original_key()));
-    for (bucket, key) in keys {
-        state
-            .clients
-            .s3
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| unavailable("deleting", e))?;
+    let s3 = &state.clients.s3;
+    if avatar::is_deleted(s3, &s.private_bucket, &id).await.map_err(ApiError::Unavailable)? {
+        // Deleted before; finish what a failed earlier DELETE left, then
+        // answer as for any unknown id.
+        remove_pieces(&state, &id).await?;
+        return Err(ApiError::NotFound);
     }
+    lookup(&state, &id).await?.ok_or(ApiError::NotFound)?;
+    // The tombstone first: from the moment it is durable, nothing of this
+    // id is served, whatever a worker still writes (see `crate::avatar`).
+    s3.put_object()
+        .bucket(&s.private_bucket)
+        .key(id.tombstone_key())
+        .body(ByteStream::from_static(b""))
+        .send()
+        .await
+        .map_err(|e| unavailable("deleting", e))?;
+    remove_pieces(&state, &id).await?;
     tracing::info!(id = %id, "avatar deleted");
     Ok(Json(json!({})))
+}
+
+/// Removes the variants, the failure record and the original.
+async fn remove_pieces(state: &WebState, id: &AvatarId) -> Result<(), ApiError> {
+    let s = &state.settings;
+    let s3 = &state.clients.s3;
+    avatar::delete_variants(s3, &s.public_bucket, id).await.map_err(ApiError::Unavailable)?;
+    for key in [id.failure_key(), id.original_key()] {
+        s3.delete_object().bucket(&s.private_bucket).key(key).send().await.map_err(|e| unavailable("deleting", e))?;
+    }
+    Ok(())
 }

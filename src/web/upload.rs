@@ -19,6 +19,11 @@ use crate::metrics as m;
 
 /// Enough bytes to recognise every accepted format's signature.
 const MAGIC_LEN: usize = 16;
+/// The largest upload taken without a `Content-Length` (it is held in
+/// memory to be measured; everything larger streams, and must say its size).
+pub const CHUNKED_MAX: u64 = 1024 * 1024;
+/// Bytes of such uploads held at once, across all connections.
+pub const HELD_BODIES_BUDGET: u32 = 32 * 1024 * 1024;
 
 pub async fn upload(
     State(state): State<WebState>,
@@ -72,6 +77,8 @@ async fn accept(
         return Err(ApiError::MagicMismatch(declared.mime()));
     }
 
+    // Held until the PUT is done, for a body that has to be held whole.
+    let mut _reserved = None;
     let (stream, len, pumping) = match length {
         Some(len) => {
             let (channel, pumping) = body::pump(prefix, rest, len);
@@ -79,14 +86,20 @@ async fn accept(
         }
         None => {
             // No length to give S3 up front: hold the body, at most
-            // `max_upload_bytes` of it, then store it in one PUT.
-            let whole: Bytes = body::read_limited(prefix, rest, limit).await.map_err(body_error(limit))?;
+            // CHUNKED_MAX of it, from the shared budget, then store it in
+            // one PUT. Larger bodies must say their length.
+            let cap = limit.min(CHUNKED_MAX);
+            _reserved = Some(settings.held_bodies.reserve(cap).await.map_err(|_| ApiError::Busy)?);
+            let whole: Bytes = body::read_limited(prefix, rest, cap).await.map_err(|e| match e {
+                BodyError::TooLong(_) if cap < limit => ApiError::LengthRequired(cap),
+                other => body_error(limit)(other),
+            })?;
             let len = whole.len() as u64;
             (ByteStream::from(whole), len, None)
         }
     };
 
-    let id = AvatarId::generate().map_err(|e| ApiError::Internal(format!("no randomness: {e}")))?;
+    let id = AvatarId::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let put = state
         .clients
         .s3

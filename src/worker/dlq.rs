@@ -47,7 +47,7 @@ pub async fn drain(clients: Clients, settings: Arc<Settings>, mut shutdown: Shut
                     ),
                 };
                 if let Err(e) = job::write_failure(&clients, &settings.private_bucket, &id, &record).await {
-                    tracing::warn!(id = %id, error = %e, "cannot record a dead-lettered upload; will retry");
+                    tracing::warn!(id = %id, error = %e.detail(), "cannot record a dead-lettered upload; will retry");
                     continue;
                 }
                 metrics::counter!(m::FAILURES, "reason" => "dead_lettered").increment(1);

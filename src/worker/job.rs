@@ -8,14 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::Settings;
-use crate::avatar::{AvatarId, FailureRecord};
-use crate::clients::Clients;
+use crate::avatar::{self, AvatarId, FailureRecord};
+use crate::clients::{CallError, Clients};
 use crate::crunch::{self, CrunchError, Variant, VariantName};
 use crate::metrics as m;
 
@@ -29,12 +28,11 @@ enum JobError {
     #[error("the original is gone")]
     Gone,
     /// S3 or SQS trouble: let the message come back.
-    #[error("{0}")]
-    Transient(String),
-}
-
-fn transient<E: std::error::Error>(what: &str) -> impl Fn(E) -> JobError + '_ {
-    move |e| JobError::Transient(format!("{what}: {}", DisplayErrorContext(e)))
+    #[error(transparent)]
+    Transient(#[from] CallError),
+    /// The crunch task died (a panic in a decoder): let it come back.
+    #[error("the crunch task failed")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 pub async fn handle(clients: &Clients, settings: &Settings, message: Message) {
@@ -73,32 +71,38 @@ pub async fn handle(clients: &Clients, settings: &Settings, message: Message) {
             let record = FailureRecord { reason: e.reason().to_owned(), message: e.to_string() };
             match write_failure(clients, &settings.private_bucket, &id, &record).await {
                 Ok(()) => delete_message(clients, settings, receipt).await,
-                Err(e) => tracing::warn!(id = %id, error = %e, "cannot record the failure; will retry"),
+                Err(e) => tracing::warn!(id = %id, error = %e.detail(), "cannot record the failure; will retry"),
             }
         }
         Err(JobError::Gone) => {
             tracing::info!(id = %id, "original is gone (deleted upload); dropping the message");
             delete_message(clients, settings, receipt).await;
         }
-        Err(JobError::Transient(e)) => {
+        Err(e @ (JobError::Transient(_) | JobError::Task(_))) => {
             metrics::counter!(m::CRUNCHES, "outcome" => "retry").increment(1);
-            tracing::warn!(id = %id, receives, error = %e, "crunch failed transiently; the message will be retried");
+            let error = crate::clients::cause_chain(&e);
+            tracing::warn!(id = %id, receives, %error, "crunch failed transiently; the message will be retried");
         }
     }
 }
 
 async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Result<(), JobError> {
-    let got = clients.s3.get_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
+    let s3 = &clients.s3;
+    if avatar::is_deleted(s3, &settings.private_bucket, id).await? {
+        // Deleted, perhaps while an earlier receive of this message was
+        // crunching: make sure nothing it wrote stays behind.
+        avatar::delete_variants(s3, &settings.public_bucket, id).await?;
+        return Err(JobError::Gone);
+    }
+    let got = s3.get_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
     let original = match got {
-        Ok(out) => out.body.collect().await.map_err(transient("reading the original"))?.into_bytes(),
+        Ok(out) => out.body.collect().await.map_err(CallError::on("reading the original"))?.into_bytes(),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Err(JobError::Gone),
-        Err(e) => return Err(transient("fetching the original")(e)),
+        Err(e) => return Err(CallError::new("fetching the original", e).into()),
     };
 
     let limits = settings.limits;
-    let variants = tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits))
-        .await
-        .map_err(|e| JobError::Transient(format!("crunch task: {e}")))??;
+    let variants = tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits)).await??;
 
     // The default variant goes last: its presence is what "ready" means.
     // The others go up together, so a job waits for one durable PUT less.
@@ -107,18 +111,16 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
     for v in default {
         put_variant(clients, settings, id, v).await?;
     }
-    if original_deleted(clients, settings, id).await {
-        // A DELETE ran while this crunch did: take the variants down again
-        // so a deleted upload does not come back as ready.
-        for name in VariantName::ALL {
-            let _ = clients.s3.delete_object().bucket(&settings.public_bucket).key(id.variant_key(name)).send().await;
-        }
+    if deleted_meanwhile(clients, settings, id).await? {
+        // A DELETE ran while this crunch did: take the variants down again.
+        // Until they are gone the tombstone keeps them from being served.
+        avatar::delete_variants(s3, &settings.public_bucket, id).await?;
         return Err(JobError::Gone);
     }
     Ok(())
 }
 
-async fn put_variant(clients: &Clients, settings: &Settings, id: &AvatarId, v: Variant) -> Result<(), JobError> {
+async fn put_variant(clients: &Clients, settings: &Settings, id: &AvatarId, v: Variant) -> Result<(), CallError> {
     clients
         .s3
         .put_object()
@@ -130,33 +132,49 @@ async fn put_variant(clients: &Clients, settings: &Settings, id: &AvatarId, v: V
         .send()
         .await
         .map(|_| ())
-        .map_err(transient("uploading a variant"))
+        .map_err(CallError::on("uploading a variant"))
 }
 
-/// True only when S3 says the original is gone; any doubt counts as present.
-async fn original_deleted(clients: &Clients, settings: &Settings, id: &AvatarId) -> bool {
-    let head = clients.s3.head_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
-    matches!(head, Err(e) if matches!(e.as_service_error(), Some(HeadObjectError::NotFound(_))))
+/// After the PUTs: was the upload deleted meanwhile? A tombstone says so;
+/// so does a missing original (removed by hand, or by a DELETE from a
+/// version without tombstones).
+async fn deleted_meanwhile(clients: &Clients, settings: &Settings, id: &AvatarId) -> Result<bool, CallError> {
+    let s3 = &clients.s3;
+    let original_key = id.original_key();
+    let (deleted, original) = tokio::try_join!(
+        avatar::is_deleted(s3, &settings.private_bucket, id),
+        avatar::exists(s3, &settings.private_bucket, &original_key),
+    )?;
+    Ok(deleted || !original)
 }
 
+/// Records a permanent failure, unless the upload was deleted meanwhile
+/// (then the record is taken down again, as variants are).
 pub(super) async fn write_failure(
     clients: &Clients,
     bucket: &str,
     id: &AvatarId,
     record: &FailureRecord,
-) -> Result<(), String> {
-    let body = serde_json::to_vec(record).map_err(|e| e.to_string())?;
-    clients
-        .s3
-        .put_object()
+) -> Result<(), CallError> {
+    let body = serde_json::to_vec(record).map_err(CallError::on("encoding the failure record"))?;
+    let s3 = &clients.s3;
+    s3.put_object()
         .bucket(bucket)
         .key(id.failure_key())
         .content_type("application/json")
         .body(ByteStream::from(body))
         .send()
         .await
-        .map(|_| ())
-        .map_err(|e| DisplayErrorContext(e).to_string())
+        .map_err(CallError::on("recording the failure"))?;
+    if avatar::is_deleted(s3, bucket, id).await? {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(id.failure_key())
+            .send()
+            .await
+            .map_err(CallError::on("removing the failure record of a deleted upload"))?;
+    }
+    Ok(())
 }
 
 async fn delete_message(clients: &Clients, settings: &Settings, receipt: &str) {

@@ -61,7 +61,6 @@ impl Store {
             visible_at: now + delay_secs * 1000,
             receive_count: 0,
             first_receive: 0,
-            nonce: 0,
             sent_at: now,
             group: msg.group_id.as_deref().map(Arc::from),
         };
@@ -149,10 +148,9 @@ impl Store {
             if state.first_receive == 0 {
                 state.first_receive = now;
             }
-            state.nonce = self.next_nonce();
             state.visible_at = now + visibility;
             self.tree.insert(model::state_key(q.id, seq), state.encode())?;
-            let handle = Handle { qid: q.id, seq, nonce: state.nonce }.encode();
+            let handle = Handle { qid: q.id, seq, receive: u64::from(state.receive_count) }.encode(&self.handle_key);
             out.push(Received {
                 message,
                 handle,
@@ -176,8 +174,9 @@ impl Store {
         Ok((out, next_wake))
     }
 
-    fn check_handle(q: &Queue, handle: &str) -> Result<Handle, StoreError> {
-        match Handle::decode(handle) {
+    /// A handle this store issued for queue `q`, else `InvalidHandle`.
+    fn check_handle(&self, q: &Queue, handle: &str) -> Result<Handle, StoreError> {
+        match Handle::decode(handle, &self.handle_key) {
             Some(h) if h.qid == q.id => Ok(h),
             _ => Err(StoreError::InvalidHandle(handle.to_owned())),
         }
@@ -188,13 +187,19 @@ impl Store {
     /// "might not" delete; here it always does, so an acknowledged delete
     /// is never undone by a redelivery that raced it.
     pub fn delete(&self, q: &Queue, handle: &str) -> Result<bool, StoreError> {
-        let h = Self::check_handle(q, handle)?;
+        let h = self.check_handle(q, handle)?;
         let mut st = q.lock();
         if st.deleted {
             return Err(StoreError::NoQueue);
         }
-        if !st.msgs.contains_key(&h.seq) {
-            return Ok(false);
+        match st.msgs.get(&h.seq) {
+            None => return Ok(false),
+            // A handle from a receive that has not happened yet: only a
+            // store that lost its index could see one.
+            Some(m) if h.receive > u64::from(m.receive_count) => {
+                return Err(StoreError::InvalidHandle(handle.to_owned()));
+            }
+            Some(_) => {}
         }
         let mut batch = sled::Batch::default();
         batch.remove(&model::body_key(q.id, h.seq)[..]);
@@ -209,14 +214,14 @@ impl Store {
 
     /// Makes an in-flight message visible again after `secs`.
     pub fn change_visibility(&self, q: &Queue, handle: &str, secs: u64) -> Result<(), StoreError> {
-        let h = Self::check_handle(q, handle)?;
+        let h = self.check_handle(q, handle)?;
         let mut st = q.lock();
         if st.deleted {
             return Err(StoreError::NoQueue);
         }
         let now = now_ms();
         let mut state = match st.msgs.get(&h.seq) {
-            Some(m) if m.nonce == h.nonce => m.clone(),
+            Some(m) if u64::from(m.receive_count) == h.receive => m.clone(),
             _ => return Err(StoreError::NotAvailable(handle.to_owned())),
         };
         if !state.in_flight(now) {

@@ -49,6 +49,8 @@ pub enum StoreError {
 const SEQ_BLOCK: u64 = 1 << 16;
 /// Where the end of the current block is kept (outside every scanned prefix).
 const SEQ_MARK_KEY: &[u8] = b"zseq";
+/// Where the key that signs receipt handles is kept (also outside them).
+const HANDLE_KEY_KEY: &[u8] = b"zhandle-key";
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
@@ -142,7 +144,9 @@ pub struct Store {
     next_seq: AtomicU64,
     /// End of the block of sequence numbers recorded on disk.
     seq_mark: Mutex<u64>,
-    next_nonce: AtomicU64,
+    /// Signs receipt handles (see [`model::Handle`]); kept in the store so
+    /// handles stay valid across restarts.
+    handle_key: [u8; 32],
     /// `arn:aws:sqs:REGION:ACCOUNT:`, for DeadLetterQueueSourceArn.
     arn_prefix: String,
 }
@@ -169,8 +173,7 @@ impl Store {
         };
         let tree = db.open_tree("sqs")?;
         let committer = commit::Committer::start(db.clone())?;
-        let mut seed = [0u8; 8];
-        let _ = getrandom::fill(&mut seed);
+        let handle_key = load_handle_key(&tree)?;
         let store = Store {
             db,
             tree,
@@ -178,7 +181,7 @@ impl Store {
             committer,
             next_seq: AtomicU64::new(1),
             seq_mark: Mutex::new(0),
-            next_nonce: AtomicU64::new(u64::from_le_bytes(seed) >> 1),
+            handle_key,
             arn_prefix,
         };
         store.load()?;
@@ -375,10 +378,18 @@ impl Store {
         }
         Ok(seq)
     }
+}
 
-    fn next_nonce(&self) -> u64 {
-        self.next_nonce.fetch_add(1, Ordering::Relaxed)
+/// The receipt-handle key, made from the OS's random source on first open.
+fn load_handle_key(tree: &sled::Tree) -> Result<[u8; 32], StoreError> {
+    if let Some(v) = tree.get(HANDLE_KEY_KEY)? {
+        return <[u8; 32]>::try_from(v.as_ref()).map_err(|_| StoreError::Corrupt("receipt handle key".into()));
     }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| StoreError::Corrupt(format!("no randomness for the handle key: {e}")))?;
+    tree.insert(HANDLE_KEY_KEY, &key)?;
+    tree.flush()?;
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 /// A queue's identity and settings, as created and later changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,8 +125,6 @@ pub struct MsgState {
     pub receive_count: u32,
     /// First receive (ms since the epoch), 0 if never received.
     pub first_receive: u64,
-    /// Identifies the latest receive; the receipt handle carries it.
-    pub nonce: u64,
     pub sent_at: u64,
     pub group: Option<Arc<str>>,
 }
@@ -136,7 +136,8 @@ impl MsgState {
         out.extend_from_slice(&self.visible_at.to_be_bytes());
         out.extend_from_slice(&u64::from(self.receive_count).to_be_bytes());
         out.extend_from_slice(&self.first_receive.to_be_bytes());
-        out.extend_from_slice(&self.nonce.to_be_bytes());
+        // A retired field (the old receipt nonce): the layout stays.
+        out.extend_from_slice(&0u64.to_be_bytes());
         out.extend_from_slice(&self.sent_at.to_be_bytes());
         out.extend_from_slice(group.as_bytes());
         out
@@ -149,7 +150,6 @@ impl MsgState {
             visible_at: word(0)?,
             receive_count: u32::try_from(word(1)?).ok()?,
             first_receive: word(2)?,
-            nonce: word(3)?,
             sent_at: word(4)?,
             group: (!group.is_empty()).then(|| Arc::from(group)),
         })
@@ -206,30 +206,52 @@ pub fn split_message_key(k: &[u8]) -> Option<(u64, u64)> {
 }
 
 /// A receipt handle names one receive of one message: queue id, sequence
-/// number and the receive's nonce, base64url-encoded.
+/// number, which receive it was (1 for the first), and a tag that proves
+/// this store issued it, base64url-encoded. The tag is a keyed MAC over the
+/// rest (the key never leaves the store), so a handle cannot be made up or
+/// bent to name another message or receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handle {
     pub qid: u64,
     pub seq: u64,
-    pub nonce: u64,
+    pub receive: u64,
 }
 
+/// Bytes of the MAC a handle carries (64 bits: unguessable online).
+const TAG_LEN: usize = 8;
+
 impl Handle {
-    pub fn encode(&self) -> String {
-        let mut b = [0u8; 24];
+    fn mac(&self, key: &[u8]) -> Hmac<Sha256> {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        mac.update(&self.qid.to_be_bytes());
+        mac.update(&self.seq.to_be_bytes());
+        mac.update(&self.receive.to_be_bytes());
+        mac
+    }
+
+    pub fn encode(&self, key: &[u8]) -> String {
+        let mut b = [0u8; 24 + TAG_LEN];
         b[..8].copy_from_slice(&self.qid.to_be_bytes());
         b[8..16].copy_from_slice(&self.seq.to_be_bytes());
-        b[16..].copy_from_slice(&self.nonce.to_be_bytes());
+        b[16..24].copy_from_slice(&self.receive.to_be_bytes());
+        b[24..].copy_from_slice(&self.mac(key).finalize().into_bytes()[..TAG_LEN]);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
     }
 
-    pub fn decode(s: &str) -> Option<Self> {
+    /// The handle, if `s` is one this store (holding `key`) issued.
+    pub fn decode(s: &str, key: &[u8]) -> Option<Self> {
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
-        if b.len() != 24 {
+        if b.len() != 24 + TAG_LEN {
             return None;
         }
         let word = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
-        Some(Handle { qid: word(0), seq: word(8), nonce: word(16) })
+        let h = Handle { qid: word(0), seq: word(8), receive: word(16) };
+        // Constant-time: a forger learns nothing from how fast it failed.
+        h.mac(key).verify_truncated_left(&b[24..]).ok()?;
+        (h.receive > 0).then_some(h)
     }
 }
 
@@ -239,23 +261,25 @@ mod tests {
 
     #[test]
     fn state_round_trips() {
-        let s = MsgState {
-            visible_at: 5,
-            receive_count: 2,
-            first_receive: 3,
-            nonce: 9,
-            sent_at: 1,
-            group: Some(Arc::from("g1")),
-        };
+        let s =
+            MsgState { visible_at: 5, receive_count: 2, first_receive: 3, sent_at: 1, group: Some(Arc::from("g1")) };
         assert_eq!(MsgState::decode(&s.encode()), Some(s));
         assert_eq!(MsgState::decode(b"short"), None);
     }
 
     #[test]
     fn handle_round_trips_and_rejects_junk() {
-        let h = Handle { qid: 1, seq: 2, nonce: 3 };
-        assert_eq!(Handle::decode(&h.encode()), Some(h));
-        assert_eq!(Handle::decode("not a handle"), None);
+        let key = b"the store's key";
+        let h = Handle { qid: 1, seq: 2, receive: 3 };
+        assert_eq!(Handle::decode(&h.encode(key), key), Some(h));
+        assert_eq!(Handle::decode("not a handle", key), None);
+        // Another key, or any other field, and the tag no longer fits.
+        assert_eq!(Handle::decode(&h.encode(key), b"another key"), None);
+        let forged = Handle { seq: 3, ..h }.encode(b"guess");
+        assert_eq!(Handle::decode(&forged, key), None);
+        let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h.encode(key)).unwrap();
+        raw[15] ^= 1;
+        assert_eq!(Handle::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw), key), None);
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! A pass-through HTTP proxy that can hold chosen requests: the way a test
+//! stops a real worker at an exact point of its job (say, with its variant
+//! PUTs sent but not yet stored) without any hook in the code under test.
+//! Requests are forwarded byte for byte, `Host` included, so SigV4
+//! signatures made for the proxy's address still verify upstream.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::watch;
+
+type Rule = Box<dyn Fn(&http::Method, &str) -> bool + Send + Sync>;
+
+struct Gate {
+    rule: Mutex<Option<Rule>>,
+    /// Bumped by `release`; a held request waits for the next value.
+    generation: watch::Sender<u64>,
+    /// Requests being held right now.
+    held: watch::Sender<usize>,
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    gate: Arc<Gate>,
+}
+
+impl Proxy {
+    /// Listens on an ephemeral loopback port, forwarding to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let gate =
+            Arc::new(Gate { rule: Mutex::new(None), generation: watch::Sender::new(0), held: watch::Sender::new(0) });
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let serving = Arc::clone(&gate);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (gate, client) = (Arc::clone(&serving), client.clone());
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let (gate, client) = (Arc::clone(&gate), client.clone());
+                    async move { Ok::<_, Infallible>(forward(&gate, &client, upstream, req).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, gate }
+    }
+
+    /// From now on, requests for which `rule(method, path)` holds wait
+    /// until [`Proxy::release`].
+    pub fn hold(&self, rule: impl Fn(&http::Method, &str) -> bool + Send + Sync + 'static) {
+        *self.gate.rule.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    /// Lets every request held so far through; the rule stays (replace it
+    /// with [`Proxy::hold`] first, or clear it with [`Proxy::pass_all`]).
+    pub fn release(&self) {
+        self.gate.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn pass_all(&self) {
+        *self.gate.rule.lock().unwrap() = None;
+        self.release();
+    }
+
+    /// Waits until at least `n` requests are being held.
+    pub async fn wait_held(&self, n: usize, deadline: Duration) {
+        let mut held = self.gate.held.subscribe();
+        tokio::time::timeout(deadline, held.wait_for(|h| *h >= n))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} requests were held within {deadline:?}"))
+            .expect("proxy gate");
+    }
+}
+
+async fn forward(
+    gate: &Gate,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    upstream: SocketAddr,
+    req: http::Request<Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let matches = gate.rule.lock().unwrap().as_ref().is_some_and(|rule| rule(req.method(), req.uri().path()));
+    if matches {
+        let mut generation = gate.generation.subscribe();
+        let at = *generation.borrow_and_update();
+        gate.held.send_modify(|h| *h += 1);
+        let _ = generation.wait_for(|g| *g > at).await;
+        gate.held.send_modify(|h| *h -= 1);
+    }
+    let (mut parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return bad_gateway(),
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    parts.uri = format!("http://{upstream}{path}").parse().expect("upstream uri");
+    let Ok(resp) = client.request(http::Request::from_parts(parts, Full::new(body))).await else {
+        return bad_gateway();
+    };
+    let (parts, body) = resp.into_parts();
+    match body.collect().await {
+        Ok(b) => http::Response::from_parts(parts, Full::new(b.to_bytes())),
+        Err(_) => bad_gateway(),
+    }
+}
+
+fn bad_gateway() -> http::Response<Full<Bytes>> {
+    let mut resp = http::Response::new(Full::new(Bytes::from_static(b"proxy: upstream failed")));
+    *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+    resp
+}
