@@ -30,6 +30,8 @@ pub enum AppError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Provision(#[from] ProvisionError),
+    #[error("opening the stores failed: {0}")]
+    Open(#[source] tokio::task::JoinError),
 }
 
 /// A running set of roles. Tests start one in-process on ephemeral ports.
@@ -56,10 +58,21 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     if has(Role::S3) || has(Role::Sqs) {
         // Only the stateful roles keep data: web and worker stay stateless
         // (and run on a read-only filesystem).
-        std::fs::create_dir_all(&config.data_dir)
+        crate::durable::create_dir_all_durable(&config.data_dir)
             .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
-        let s3 = if has(Role::S3) { Some(s3compat::service(&config)?) } else { None };
-        let sqs = if has(Role::Sqs) { Some(QueueService::open(&config)?) } else { None };
+        // Opening the stores reads, replays and syncs files (and may wait out
+        // a lock): off the async threads.
+        let (s3, sqs) = {
+            let config = config.clone();
+            let (want_s3, want_sqs) = (has(Role::S3), has(Role::Sqs));
+            tokio::task::spawn_blocking(move || -> Result<_, AppError> {
+                let s3 = if want_s3 { Some(s3compat::service(&config)?) } else { None };
+                let sqs = if want_sqs { Some(QueueService::open(&config)?) } else { None };
+                Ok((s3, sqs))
+            })
+            .await
+            .map_err(AppError::Open)??
+        };
         if let Some(q) = &sqs {
             // Long polls end at once on shutdown instead of holding the drain.
             q.watch_shutdown(shutdown.clone());

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod crunch;
+pub mod durable;
 pub mod endpoint;
 pub mod listener;
 pub mod logging;

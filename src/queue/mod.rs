@@ -25,7 +25,7 @@ use crate::budget::BodyBudget;
 use crate::config::Config;
 use crate::endpoint::sigv4::{MAX_BODY, SQS_BODY_BUDGET, Verifier};
 pub use error::{Code, SqsError};
-pub use store::commit::durability_stats;
+pub use store::durability_stats;
 use store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +178,7 @@ impl QueueService {
     /// shutdown.
     pub async fn close(&self) -> Result<(), QueueError> {
         self.inner.background.stop().await;
-        let store = Arc::clone(&self.inner.store);
-        tokio::task::spawn_blocking(move || store.flush())
-            .await
-            .map_err(|e| QueueError::Store(StoreError::Flush(e.to_string())))??;
+        self.inner.store.durable(0).await?;
         Ok(())
     }
 }

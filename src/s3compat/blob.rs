@@ -43,9 +43,12 @@ impl BlobDir {
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
+        // Temp files need no durable names: a crash discards them anyway.
         fs::create_dir_all(&tmp)?;
+        // The shards must exist after a power cut, or no blob renamed into
+        // one would (done once; afterwards they exist).
         for shard in 0..=255u8 {
-            fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
+            crate::durable::create_dir_all_durable(&blobs.join(format!("{shard:02x}")))?;
         }
         Ok(Self { blobs, tmp })
     }
@@ -145,7 +148,7 @@ impl TmpFile {
 /// `fsync` of the directory holding `path`, so a rename or link survives a crash.
 fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
+        Some(dir) => crate::durable::sync_dir(dir),
         None => Ok(()),
     }
 }

@@ -18,6 +18,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Durable(#[from] crate::durable::DurableError),
+    #[error(transparent)]
+    Commit(#[from] crate::durable::CommitError),
 }
 
 impl From<StoreError> for S3Error {

@@ -156,9 +156,9 @@ pub fn decode_object(v: &[u8]) -> Result<(ObjectMeta, std::ops::Range<usize>), S
     Ok((meta, end..v.len()))
 }
 
+/// [`crate::durable::now_ms`] as S3's records keep it.
 pub fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    i64::try_from(crate::durable::now_ms()).unwrap_or(i64::MAX)
 }
 
 pub fn timestamp(ms: i64) -> Timestamp {

@@ -12,7 +12,6 @@ mod api;
 mod blob;
 mod buckets;
 mod checksums;
-mod commit;
 mod conditions;
 mod error;
 mod host;

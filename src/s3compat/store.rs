@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use bytes::Bytes;
 use s3s::dto::ETagCondition;
@@ -19,9 +18,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio_util::io::ReaderStream;
 
 use super::blob::BlobDir;
-use super::commit::Committer;
 use super::error::{StoreError, StoreResult};
 use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
+use crate::durable::{self, Committer};
 
 /// sled's page cache; objects are mostly streamed from files, so this stays modest.
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
@@ -65,27 +64,15 @@ impl Store {
     }
 
     fn open_fresh(root: &Path) -> StoreResult<Store> {
-        std::fs::create_dir_all(root)?;
-        let config = sled::Config::new().path(root.join("meta")).cache_capacity(CACHE_BYTES);
-        // A just-dropped instance may still be releasing its lock file.
-        let mut attempt = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if attempt < 50 && e.to_string().contains("could not acquire lock") => {
-                    attempt += 1;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let config = sled::Config::new().cache_capacity(CACHE_BYTES);
+        let (db, point) = durable::open(&root.join("meta"), config)?;
         let store = Store {
             buckets: db.open_tree("buckets")?,
             objects: db.open_tree("objects")?,
             uploads: db.open_tree("uploads")?,
             parts: db.open_tree("parts")?,
             blobs: BlobDir::open(root)?,
-            commit: Committer::start(db.clone())?,
+            commit: Committer::start("s3-commit", db.clone(), point, || {})?,
             db,
         };
         store.sweep()?;
@@ -128,7 +115,7 @@ impl Store {
     /// Makes every write so far durable. Concurrent callers share one flush
     /// (see [`Committer`]).
     pub async fn flush(&self) -> StoreResult<()> {
-        self.commit.durable().await
+        Ok(self.commit.durable().await?)
     }
 
     // ---- blob reads ----

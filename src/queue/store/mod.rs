@@ -6,7 +6,6 @@
 //! is rebuilt from sled at start. Writes go to sled first, then the index;
 //! callers that acknowledge a change wait on [`Store::durable`].
 
-pub mod commit;
 mod messages;
 pub mod model;
 
@@ -14,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
+
+use crate::durable::{self, CommitError, Committer, DurableError};
 
 pub use messages::{ReceiveOptions, Received, SendOutcome};
 use model::{DedupEntry, MsgState, QueueMeta, Settings};
@@ -25,14 +25,12 @@ use model::{DedupEntry, MsgState, QueueMeta, Settings};
 pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
-    #[error("flush failed: {0}")]
-    Flush(String),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
-    #[error("cannot start the commit thread: {0}")]
-    Thread(std::io::Error),
-    #[error("the store is closed")]
-    Closed,
     #[error("queue does not exist")]
     NoQueue,
     #[error("invalid receipt handle {0}")]
@@ -52,9 +50,21 @@ const SEQ_MARK_KEY: &[u8] = b"zseq";
 /// Where the key that signs receipt handles is kept (also outside them).
 const HANDLE_KEY_KEY: &[u8] = b"zhandle-key";
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+pub use crate::durable::now_ms;
+
+/// Commit rounds (flush + syncs) since the process started.
+static FLUSHES: AtomicU64 = AtomicU64::new(0);
+/// Messages whose send, delete or visibility change waited for a commit.
+static ACKED: AtomicU64 = AtomicU64::new(0);
+
+fn count_commit() {
+    FLUSHES.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("crunchbox_sqs_flushes_total").increment(1);
+}
+
+/// `(commit rounds, acknowledged messages)` so far, for benchmarks and metrics.
+pub fn durability_stats() -> (u64, u64) {
+    (FLUSHES.load(Ordering::Relaxed), ACKED.load(Ordering::Relaxed))
 }
 
 /// One queue: its settings and its in-memory index. `notify` wakes long
@@ -138,7 +148,7 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     queues: RwLock<BTreeMap<String, Arc<Queue>>>,
-    committer: commit::Committer,
+    committer: Committer,
     /// Sequence numbers are global so a redrive can number a message for
     /// its new queue without taking that queue's lock.
     next_seq: AtomicU64,
@@ -153,27 +163,15 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the store under `dir` and rebuilds the index.
-    /// A previous instance in this process may still be letting go of the
-    /// database's lock file, so a lock failure is retried for a while.
+    /// Blocks (opening and syncing files): call it off the async threads.
     pub fn open(dir: &Path, arn_prefix: String) -> Result<Self, StoreError> {
-        let mut attempts = 0;
-        let db = loop {
-            match sled::Config::new().path(dir).flush_every_ms(Some(200)).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if attempts < 100 && e.kind() == std::io::ErrorKind::WouldBlock => {
-                    attempts += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(sled::Error::Io(e)) if attempts < 100 && e.to_string().contains("lock") => {
-                    attempts += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let (db, mut point) = durable::open(dir, sled::Config::new().flush_every_ms(Some(200)))?;
         let tree = db.open_tree("sqs")?;
-        let committer = commit::Committer::start(db.clone())?;
         let handle_key = load_handle_key(&tree)?;
+        // The tree and the key are durable before any handle is issued.
+        db.flush()?;
+        point.after_flush().map_err(DurableError::io("cannot sync", dir))?;
+        let committer = Committer::start("sqs-commit", db.clone(), point, count_commit)?;
         let store = Store {
             db,
             tree,
@@ -236,13 +234,12 @@ impl Store {
     }
 
     /// Waits until everything written so far is on disk (group commit).
+    /// Resolves once every change so far is power-safe; `messages` is how
+    /// many acknowledged messages it covers (for the counters).
     pub async fn durable(&self, messages: u64) -> Result<(), StoreError> {
-        self.committer.durable(messages).await
-    }
-
-    /// Flushes synchronously; for shutdown.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.committer.durable().await?;
+        ACKED.fetch_add(messages, Ordering::Relaxed);
+        metrics::counter!("crunchbox_sqs_acked_messages_total").increment(messages);
         Ok(())
     }
 
@@ -388,7 +385,6 @@ fn load_handle_key(tree: &sled::Tree) -> Result<[u8; 32], StoreError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| StoreError::Corrupt(format!("no randomness for the handle key: {e}")))?;
     tree.insert(HANDLE_KEY_KEY, &key)?;
-    tree.flush()?;
     Ok(key)
 }
 
@@ -445,7 +441,7 @@ mod tests {
             store.send(&q, message("b"), 0).unwrap();
             let (got, _) = store.receive(&q, ONE).unwrap();
             assert_eq!(got[0].message.body, "a");
-            store.flush().unwrap();
+            store.db.flush().unwrap();
         }
         let store = Store::open(dir.path(), "arn:".into()).unwrap();
         let q = store.queue("q").expect("queue survives");
@@ -485,7 +481,7 @@ mod tests {
             let out = store.send(&q, m, 0).unwrap();
             let (got, _) = store.receive(&q, ONE).unwrap();
             assert!(store.delete(&q, &got[0].handle).unwrap());
-            store.flush().unwrap();
+            store.db.flush().unwrap();
             out.sequence_number.unwrap()
         };
         let store = Store::open(dir.path(), "arn:".into()).unwrap();
