@@ -144,6 +144,12 @@ impl Verifier {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(AuthError::TooLarge);
         }
+        // Only a caller naming a key we know may hold a share of the budget:
+        // anonymous clients cannot starve signed ones by trickling bodies.
+        let signed = parse_signed(&parts)?;
+        if !self.secrets.contains_key(&signed.access_key) {
+            return Err(AuthError::UnknownKey);
+        }
         let reserved = self.budget.reserve(declared.unwrap_or(limit as u64)).await.map_err(|_| AuthError::Busy)?;
         let limit = declared.map_or(limit, |n| n as usize);
         let body = match Limited::new(body, limit).collect().await {
