@@ -157,13 +157,17 @@ impl Verifier {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(AuthError::TooLarge),
             Err(e) => return Err(AuthError::Body(e.to_string())),
         };
-        let access_key = self.verify(&parts, &body, SystemTime::now())?;
+        let access_key = self.check(&parts, signed, &body, SystemTime::now())?;
         Ok(Verified { parts, body, access_key, _reserved: reserved })
     }
 
     /// Checks the request's SigV4 signature; returns the access key it used.
     pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
-        let signed = parse_signed(parts)?;
+        self.check(parts, parse_signed(parts)?, body, now)
+    }
+
+    /// [`Self::verify`] for a request whose signature fields are parsed.
+    fn check(&self, parts: &Parts, signed: Signed, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
         let secret = self.secrets.get(&signed.access_key).ok_or(AuthError::UnknownKey)?;
         let when = parse_amz_date(&signed.amz_date)
             .ok_or_else(|| AuthError::Incomplete(format!("Invalid X-Amz-Date '{}'.", signed.amz_date)))?;
