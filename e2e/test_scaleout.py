@@ -441,6 +441,12 @@ WEB_POLICY = {
             "Resource": "arn:aws:s3:::crunchbox-public/*",
         },
         {
+            "Sid": "Tombstones",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:GetObject"],
+            "Resource": "arn:aws:s3:::crunchbox-uploads/deleted/*",
+        },
+        {
             "Sid": "CrunchQueue",
             "Effect": "Allow",
             "Action": ["sqs:GetQueueUrl", "sqs:SendMessage", "sqs:GetQueueAttributes"],
@@ -472,14 +478,20 @@ WORKER_POLICY = {
         {
             "Sid": "WriteFailureRecords",
             "Effect": "Allow",
-            "Action": "s3:PutObject",
+            "Action": ["s3:PutObject", "s3:DeleteObject"],
             "Resource": "arn:aws:s3:::crunchbox-uploads/failed/*",
         },
         {
             "Sid": "WriteVariants",
             "Effect": "Allow",
-            "Action": "s3:PutObject",
+            "Action": ["s3:PutObject", "s3:DeleteObject"],
             "Resource": "arn:aws:s3:::crunchbox-public/*",
+        },
+        {
+            "Sid": "ReadTombstones",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::crunchbox-uploads/deleted/*",
         },
         {
             "Sid": "CrunchQueue",
