@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config as BotoConfig
 from PIL import Image
+from ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCESS, SECRET, REGION, TOKEN = "crunchbox", "crunchbox-secret", "us-east-1", "dev-token"
@@ -47,22 +47,6 @@ MIX = {"upload": 1, "a_get": 4, "s3_get": 4, "s3_put": 3, "sqs_send": 3, "sqs_re
 KINDS = [*MIX, "sqs_delete"]
 BUCKET = "load"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def jpeg(seed: int, side: int = 256) -> bytes:

@@ -201,3 +201,61 @@ def test_kill9_while_uploading_loses_no_accepted_upload(server_factory, corpus):
         assert doc["status"] == "ready", (path.name, doc)
         source, content_type = expected_source(path)
         check_variant(server, avatar_id + "_large", source, content_type, 600)
+
+
+def big_jpeg(side: int) -> bytes:
+    """A side×side photo-like JPEG (gradients and noise): decoding and
+    resizing it keeps a worker busy long enough to be caught mid-crunch."""
+    base = Image.merge(
+        "RGB",
+        (
+            Image.linear_gradient("L").resize((side, side)),
+            Image.radial_gradient("L").resize((side, side)),
+            Image.effect_noise((side, side), 40),
+        ),
+    )
+    out = io.BytesIO()
+    base.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def test_sigterm_during_a_crunch_finishes_it_with_no_redelivery(server_factory):
+    """Shutdown runs in stages (worker, web, the AWS endpoint, storage): a
+    crunch in flight at SIGTERM still has the endpoint for its variant PUTs
+    and its DeleteMessage, so it completes and is not crunched again."""
+    server = server_factory(env={"CRUNCHBOX_WEB_MAX_UPLOAD_BYTES": BIG_LIMIT}).start()
+    s3, sqs = server.s3(), server.sqs()
+    url = sqs.get_queue_url(QueueName="crunchbox-crunch")["QueueUrl"]
+    photo = big_jpeg(7000)
+    status, _, body = server.http(
+        "POST", "/v1/avatar/upload", body=photo, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/jpeg"}
+    )
+    assert status == 201, body
+    avatar_id = json.loads(body)["id"]
+
+    def counts() -> tuple[int, int]:
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+    def variants_stored() -> int:
+        return s3.list_objects_v2(Bucket="crunchbox-public", Prefix=avatar_id).get("KeyCount", 0)
+
+    # Wait until the worker holds the message and has stored nothing yet.
+    deadline = time.monotonic() + READY_DEADLINE
+    while counts() != (0, 1):
+        assert time.monotonic() < deadline, "the worker never took the message"
+        time.sleep(0.01)
+    assert variants_stored() == 0, "the crunch finished before the test could stop the server mid-crunch"
+    assert server.stop() == 0, server.log()[-3000:]
+    log = server.log()
+    order = [log.find(f"stopping stage=\"{stage}\"") for stage in ("worker", "web", "aws")]
+    assert all(i >= 0 for i in order) and order == sorted(order), log[-3000:]
+
+    # Back up without a worker: the crunch had finished, nothing is left to redo.
+    server.roles = "s3,sqs,web"
+    server.start()
+    assert variants_stored() == 3, server.log()[-3000:]
+    assert counts() == (0, 0), "the message was not deleted: it would be crunched again"
+    status, _, body = server.http("GET", f"/v1/avatar/{avatar_id}")
+    assert status == 200 and json.loads(body)["status"] == "ready", body
+    assert "ERROR" not in server.log(), server.log()[-3000:]

@@ -494,6 +494,12 @@ WORKER_POLICY = {
             "Resource": "arn:aws:s3:::crunchbox-uploads/deleted/*",
         },
         {
+            "Sid": "SweepOrphanedOriginals",
+            "Effect": "Allow",
+            "Action": "s3:DeleteObject",
+            "Resource": "arn:aws:s3:::crunchbox-uploads/originals/*",
+        },
+        {
             "Sid": "CrunchQueue",
             "Effect": "Allow",
             "Action": [

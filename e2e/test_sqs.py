@@ -224,3 +224,26 @@ def test_kill9_keeps_every_acknowledged_change(server_factory):
     assert not resurrected, f"acknowledged deletes came back: {sorted(resurrected)[:5]}"
     invented = after - attempted
     assert not invented, f"delivered but never sent: {sorted(invented)[:5]}"
+
+
+def test_kill9_right_after_queue_changes_keeps_them(server_factory):
+    """CreateQueue, SetQueueAttributes, TagQueue and UntagQueue answer only
+    once their change is durable: a kill -9 just after the answer keeps it
+    (the power-loss run once lost an acknowledged CreateQueue)."""
+    srv = server_factory(roles="sqs").start()
+    sqs = client(srv)
+    for round_ in range(5):
+        names = [f"meta-{round_}-{i}" for i in range(4)]
+        for name in names:
+            url = sqs.create_queue(QueueName=name, tags={"drop": "me"})["QueueUrl"]
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": str(100 + round_)})
+            sqs.tag_queue(QueueUrl=url, Tags={"round": str(round_)})
+            sqs.untag_queue(QueueUrl=url, TagKeys=["drop"])
+        srv.kill9()
+        srv.start()
+        sqs = client(srv)
+        for name in names:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+            assert attrs["VisibilityTimeout"] == str(100 + round_), name
+            assert sqs.list_queue_tags(QueueUrl=url).get("Tags") == {"round": str(round_)}, name

@@ -40,15 +40,42 @@ pub struct App {
     pub aws_addr: Option<SocketAddr>,
     /// Where the web role listens, if it runs.
     pub web_addr: Option<SocketAddr>,
-    trigger: ShutdownTrigger,
-    tasks: JoinSet<()>,
+    /// Shutdown order: each stage drains before the next is told to stop,
+    /// so a crunch in flight still has the AWS endpoint for its PUTs and
+    /// DeleteMessage, and an upload in flight for its PutObject.
+    worker: Stage,
+    web: Stage,
+    aws: Stage,
     queue: Option<QueueService>,
+}
+
+/// The tasks of one role and the signal that stops them.
+struct Stage {
+    name: &'static str,
+    trigger: ShutdownTrigger,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Stage {
+    fn new(name: &'static str) -> Self {
+        let (trigger, shutdown) = Shutdown::new();
+        Self { name, trigger, shutdown, tasks: JoinSet::new() }
+    }
+
+    async fn stop(mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        tracing::info!(stage = self.name, "stopping");
+        self.trigger.trigger();
+        while self.tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Binds every listener the roles need and starts them.
 pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
-    let (trigger, shutdown) = Shutdown::new();
-    let mut tasks = JoinSet::new();
+    let (mut worker_stage, mut web_stage, mut aws_stage) = (Stage::new("worker"), Stage::new("web"), Stage::new("aws"));
     let has = |r: Role| roles.contains(&r);
     // Install the recorder before anything counts, so no early sample is lost.
     let _ = crate::metrics::handle();
@@ -75,13 +102,13 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         };
         if let Some(q) = &sqs {
             // Long polls end at once on shutdown instead of holding the drain.
-            q.watch_shutdown(shutdown.clone());
+            q.watch_shutdown(aws_stage.shutdown.clone());
         }
         queue = sqs.clone();
         let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config) };
         let listener = bind(config.aws.listen, "aws.listen").await?;
         aws_addr = listener.local_addr().ok();
-        tasks.spawn(crate::listener::serve(
+        aws_stage.tasks.spawn(crate::listener::serve(
             "aws",
             listener,
             config.aws.max_connections,
@@ -89,7 +116,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
                 let endpoint = endpoint.clone();
                 async move { endpoint.handle(req).await }
             },
-            shutdown.clone(),
+            aws_stage.shutdown.clone(),
         ));
     }
 
@@ -111,7 +138,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             let router = web::router(web::WebState { clients: clients.clone(), settings: Arc::new(settings) });
             let listener = bind(config.web.listen, "web.listen").await?;
             web_addr = listener.local_addr().ok();
-            tasks.spawn(crate::listener::serve(
+            web_stage.tasks.spawn(crate::listener::serve(
                 "web",
                 listener,
                 config.web.max_connections,
@@ -124,16 +151,16 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
                         }
                     }
                 },
-                shutdown.clone(),
+                web_stage.shutdown.clone(),
             ));
         }
         if has(Role::Worker) {
             let settings = worker::Settings::new(&config, queues.queue_url, queues.dlq_url);
-            tasks.spawn(worker::run(clients, settings, shutdown.clone()));
+            worker_stage.tasks.spawn(worker::run(clients, settings, worker_stage.shutdown.clone()));
         }
     }
 
-    Ok(App { aws_addr, web_addr, trigger, tasks, queue })
+    Ok(App { aws_addr, web_addr, worker: worker_stage, web: web_stage, aws: aws_stage, queue })
 }
 
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, AppError> {
@@ -141,10 +168,12 @@ async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, AppErr
 }
 
 impl App {
-    /// Stops accepting, lets in-flight work finish, flushes storage.
-    pub async fn shutdown(mut self) {
-        self.trigger.trigger();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops the roles in stages — worker (running crunches finish), web
+    /// (in-flight requests finish), the AWS endpoint — then flushes storage.
+    pub async fn shutdown(self) {
+        self.worker.stop().await;
+        self.web.stop().await;
+        self.aws.stop().await;
         if let Some(queue) = &self.queue
             && let Err(e) = queue.close().await
         {

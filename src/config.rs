@@ -96,6 +96,10 @@ pub struct QueueConfig {
     pub max_receive_count: u32,
     /// Visibility timeout of the crunch queue, seconds.
     pub visibility_timeout: u32,
+    /// Age after which an original that was never queued (no variant, no
+    /// failure record) is removed, seconds; 0: the crunch queue's retention
+    /// plus its visibility timeout, after which no message for it can exist.
+    pub orphan_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +166,7 @@ impl Default for QueueConfig {
             dlq_name: "crunchbox-crunch-dlq".into(),
             max_receive_count: 5,
             visibility_timeout: 60,
+            orphan_after_secs: 0,
         }
     }
 }

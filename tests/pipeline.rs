@@ -300,3 +300,50 @@ async fn a_delete_during_a_crunch_is_never_undone_by_the_worker() {
     worker.shutdown().await;
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn originals_that_were_never_queued_are_swept_and_no_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.queue.orphan_after_secs = 5;
+    let server = TestServer::start_with(config, dir, &ALL_ROLES).await;
+    let s3 = server.s3().await;
+    let (private, public) = (server.config.buckets.private.clone(), server.config.buckets.public.clone());
+    let put = |bucket: String, key: String| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object().bucket(bucket).key(key).body(jpeg(8, 8).into()).send().await.expect("put");
+        }
+    };
+    // Originals that something owns: a failure record, a DELETE's tombstone,
+    // a variant. None of them was queued either.
+    let (failed, deleted, ready) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+    put(private.clone(), format!("failed/{failed}")).await;
+    put(private.clone(), format!("deleted/{deleted}")).await;
+    put(public.clone(), ready.clone()).await;
+    // The orphan's id sorts after the others: once it is gone, the sweep
+    // has looked at all of them.
+    let orphan = "f".repeat(32);
+    for id in [&failed, &deleted, &ready, &orphan] {
+        put(private.clone(), format!("originals/{id}")).await;
+    }
+    // The web role's uploads are queued and crunched as usual meanwhile.
+    let uploaded = upload_id(&server.web_url(), jpeg(300, 200)).await;
+    assert_eq!(settled(&server.web_url(), &uploaded).await["status"], "ready");
+
+    let exists = |key: String| {
+        let s3 = s3.clone();
+        let private = private.clone();
+        async move { s3.head_object().bucket(private).key(key).send().await.is_ok() }
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while exists(format!("originals/{orphan}")).await {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned original was never swept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for id in [&failed, &deleted, &ready, &uploaded] {
+        assert!(exists(format!("originals/{id}")).await, "original {id} was swept but is not an orphan");
+    }
+    assert_eq!(status(&server.web_url(), &orphan).await.0, StatusCode::NOT_FOUND);
+    server.shutdown().await;
+}

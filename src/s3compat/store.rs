@@ -143,13 +143,13 @@ impl Store {
         Ok(self.buckets.contains_key(bucket)?)
     }
 
-    /// Creates the bucket; `false` if it already existed.
+    /// Creates the bucket; `false` if it already existed. Resolves once the
+    /// bucket is durable either way: a concurrent creator may still be
+    /// waiting for its commit.
     pub async fn create_bucket(&self, bucket: &str) -> StoreResult<bool> {
         let record = serde_json::to_vec(&BucketMeta { created_ms: meta::now_ms() })?;
         let created = self.buckets.compare_and_swap(bucket, None::<&[u8]>, Some(record))?.is_ok();
-        if created {
-            self.flush().await?;
-        }
+        self.flush().await?;
         Ok(created)
     }
 

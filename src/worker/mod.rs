@@ -7,6 +7,7 @@
 
 mod dlq;
 mod job;
+mod orphans;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub max_receive_count: u32,
     pub limits: Limits,
     pub concurrency: usize,
+    /// `queue.orphan_after_secs`; `None`: derived from the crunch queue.
+    pub orphan_after: Option<Duration>,
 }
 
 impl Settings {
@@ -49,6 +52,8 @@ impl Settings {
             max_receive_count: config.queue.max_receive_count,
             limits: Limits { max_pixels: config.crunch.max_pixels },
             concurrency: config.crunch_concurrency(),
+            orphan_after: (config.queue.orphan_after_secs > 0)
+                .then(|| Duration::from_secs(config.queue.orphan_after_secs)),
         }
     }
 }
@@ -59,6 +64,7 @@ pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(settings.concurrency));
     let mut jobs = JoinSet::new();
     let dlq = tokio::spawn(dlq::drain(clients.clone(), Arc::clone(&settings), shutdown.clone()));
+    let sweep = tokio::spawn(orphans::run(clients.clone(), Arc::clone(&settings), shutdown.clone()));
     tracing::info!(concurrency = settings.concurrency, "worker started");
 
     loop {
@@ -112,5 +118,5 @@ pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
     }
     tracing::info!(running = jobs.len(), "worker stopping; finishing running crunches");
     while jobs.join_next().await.is_some() {}
-    let _ = dlq.await;
+    let _ = tokio::join!(dlq, sweep);
 }

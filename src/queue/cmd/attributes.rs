@@ -168,7 +168,7 @@ pub fn get(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
 }
 
 /// SetQueueAttributes.
-pub fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
+pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let q = ctx.queue(input)?;
     let (meta, settings) = q.meta()?;
     let given = input.str_map("Attributes")?;
@@ -179,13 +179,15 @@ pub fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
         }
         changes.push((name.clone(), normalize(ctx, name, value, settings.fifo)?));
     }
-    ctx.store().update_meta(&q, |meta| {
-        for (name, value) in changes {
-            match value {
-                Some(v) => meta.attributes.insert(name, v),
-                None => meta.attributes.remove(&name),
-            };
-        }
-    })?;
+    ctx.store()
+        .update_meta(&q, |meta| {
+            for (name, value) in changes {
+                match value {
+                    Some(v) => meta.attributes.insert(name, v),
+                    None => meta.attributes.remove(&name),
+                };
+            }
+        })
+        .await?;
     Ok(json!({}))
 }

@@ -83,14 +83,14 @@ impl Ctx<'_> {
 /// Runs `action`.
 pub async fn dispatch(ctx: &Ctx<'_>, action: &str, input: Input) -> Result<Value, SqsError> {
     match action {
-        "CreateQueue" => queues::create(ctx, &input),
+        "CreateQueue" => queues::create(ctx, &input).await,
         "GetQueueUrl" => queues::get_url(ctx, &input),
         "ListQueues" => queues::list(ctx, &input),
         "DeleteQueue" => queues::delete(ctx, &input).await,
         "PurgeQueue" => queues::purge(ctx, &input).await,
         "ListDeadLetterSourceQueues" => queues::dead_letter_sources(ctx, &input),
         "GetQueueAttributes" => attributes::get(ctx, &input),
-        "SetQueueAttributes" => attributes::set(ctx, &input),
+        "SetQueueAttributes" => attributes::set(ctx, &input).await,
         "SendMessage" => send::send(ctx, &input).await,
         "SendMessageBatch" => send::send_batch(ctx, &input).await,
         "ReceiveMessage" => receive::receive(ctx, &input).await,
@@ -98,8 +98,8 @@ pub async fn dispatch(ctx: &Ctx<'_>, action: &str, input: Input) -> Result<Value
         "DeleteMessageBatch" => delete::delete_batch(ctx, &input).await,
         "ChangeMessageVisibility" => visibility::change(ctx, &input).await,
         "ChangeMessageVisibilityBatch" => visibility::change_batch(ctx, &input).await,
-        "TagQueue" => tags::tag(ctx, &input),
-        "UntagQueue" => tags::untag(ctx, &input),
+        "TagQueue" => tags::tag(ctx, &input).await,
+        "UntagQueue" => tags::untag(ctx, &input).await,
         "ListQueueTags" => tags::list(ctx, &input),
         other => Err(SqsError::new(Code::InvalidAction, format!("The action {other} is not valid for this endpoint."))),
     }

@@ -21,7 +21,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// CreateQueue: idempotent when the given attributes match the queue's.
-pub fn create(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
+pub async fn create(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let name = input.required_str("QueueName")?;
     let given = input.str_map("Attributes")?;
     let mut tags = input.str_map("tags")?;
@@ -48,7 +48,7 @@ pub fn create(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
             None => attrs.remove(k),
         };
     }
-    if let Created::Existing(q) = ctx.store().create_queue(name, attrs, tags)? {
+    if let Created::Existing(q) = ctx.store().create_queue(name, attrs, tags).await? {
         let (meta, _) = q.meta()?;
         for (k, v) in normalized {
             if meta.attributes.get(&k) != v.as_ref() {

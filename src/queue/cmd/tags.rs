@@ -9,7 +9,7 @@ use crate::queue::params::Input;
 /// AWS's cap on tags per queue.
 const MAX_TAGS: usize = 50;
 
-pub fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
+pub async fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let q = ctx.queue(input)?;
     let tags = input.str_map("Tags")?;
     if tags.is_empty() {
@@ -23,21 +23,23 @@ pub fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     if total > MAX_TAGS {
         return Err(SqsError::invalid(format!("Too many tags: a queue can have at most {MAX_TAGS}.")));
     }
-    ctx.store().update_meta(&q, |meta| meta.tags.extend(tags))?;
+    ctx.store().update_meta(&q, |meta| meta.tags.extend(tags)).await?;
     Ok(json!({}))
 }
 
-pub fn untag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
+pub async fn untag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let q = ctx.queue(input)?;
     let keys = input.str_list("TagKeys")?;
     if keys.is_empty() {
         return Err(SqsError::missing("TagKeys"));
     }
-    ctx.store().update_meta(&q, |meta| {
-        for k in &keys {
-            meta.tags.remove(k);
-        }
-    })?;
+    ctx.store()
+        .update_meta(&q, |meta| {
+            for k in &keys {
+                meta.tags.remove(k);
+            }
+        })
+        .await?;
     Ok(json!({}))
 }
 

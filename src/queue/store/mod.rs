@@ -253,8 +253,20 @@ impl Store {
     }
 
     /// Creates `name` with `attributes` (defaults filled in by the caller)
-    /// unless it exists.
-    pub fn create_queue(
+    /// unless it exists. Resolves once the queue is durable — also when it
+    /// already existed, since its creator may not have been acknowledged yet.
+    pub async fn create_queue(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+    ) -> Result<Created, StoreError> {
+        let created = self.insert_queue(name, attributes, tags)?;
+        self.durable(0).await?;
+        Ok(created)
+    }
+
+    fn insert_queue(
         &self,
         name: &str,
         attributes: BTreeMap<String, String>,
@@ -284,8 +296,13 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a queue's metadata under its lock and persists it.
-    pub fn update_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
+    /// Changes a queue's metadata under its lock; resolves once it is durable.
+    pub async fn update_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
+        self.change_meta(q, change)?;
+        self.durable(0).await
+    }
+
+    fn change_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
         let mut st = q.lock();
         if st.deleted {
             return Err(StoreError::NoQueue);
@@ -421,7 +438,7 @@ mod tests {
     fn retention_expiry_drops_old_messages() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "arn:".into()).unwrap();
-        store.create_queue("q", attributes("60"), BTreeMap::new()).unwrap();
+        store.insert_queue("q", attributes("60"), BTreeMap::new()).unwrap();
         let q = store.queue("q").unwrap();
         store.send(&q, message("old"), 0).unwrap();
         assert_eq!(store.expire(now_ms()).unwrap(), 0);
@@ -435,7 +452,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), "arn:".into()).unwrap();
-            store.create_queue("q", attributes("600"), BTreeMap::new()).unwrap();
+            store.insert_queue("q", attributes("600"), BTreeMap::new()).unwrap();
             let q = store.queue("q").unwrap();
             store.send(&q, message("a"), 0).unwrap();
             store.send(&q, message("b"), 0).unwrap();
@@ -455,8 +472,8 @@ mod tests {
     fn handles_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), "arn:".into()).unwrap();
-        store.create_queue("q", attributes("600"), BTreeMap::new()).unwrap();
-        store.create_queue("other", attributes("600"), BTreeMap::new()).unwrap();
+        store.insert_queue("q", attributes("600"), BTreeMap::new()).unwrap();
+        store.insert_queue("other", attributes("600"), BTreeMap::new()).unwrap();
         let (q, other) = (store.queue("q").unwrap(), store.queue("other").unwrap());
         store.send(&q, message("a"), 0).unwrap();
         let (got, _) = store.receive(&q, ONE).unwrap();
@@ -474,7 +491,7 @@ mod tests {
         let fifo = BTreeMap::from([("FifoQueue".to_owned(), "true".to_owned())]);
         let first = {
             let store = Store::open(dir.path(), "arn:".into()).unwrap();
-            store.create_queue("q.fifo", fifo, BTreeMap::new()).unwrap();
+            store.insert_queue("q.fifo", fifo, BTreeMap::new()).unwrap();
             let q = store.queue("q.fifo").unwrap();
             let mut m = message("a");
             m.group_id = Some("g".into());
