@@ -27,6 +27,10 @@ mod watched;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest read buffer per connection (hyper's default is ~400 KiB). Bodies
+/// are streamed, so a bigger buffer only helps a burst, and a thousand
+/// connections bursting at once would each grow one.
+const MAX_READ_BUFFER: usize = 64 * 1024;
 /// A listener at its connection limit says so at most this often.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
@@ -57,7 +61,7 @@ pub async fn serve<H, F, B>(
     let handler = Arc::new(handler);
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_READ_BUFFER);
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut warned_full: Option<Instant> = None;
     loop {

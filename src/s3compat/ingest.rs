@@ -7,21 +7,24 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use md5::Digest as _;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto;
 use s3s::{S3Error, S3Result, StdError, s3_error};
 
 use super::blob::TmpFile;
-use super::error::StoreError;
 use super::store::Store;
 
 /// Objects up to this size are stored inline in their sled record.
 pub const INLINE_MAX: usize = 64 * 1024;
 /// Bytes buffered before a write to the temp file (one blocking call per
 /// batch): few enough that a thousand slow uploads stay within memory.
-const WRITE_BATCH: usize = 256 * 1024;
+const WRITE_BATCH: usize = 128 * 1024;
+/// A body that pauses with at least this much buffered (and too much to
+/// stay inline) has it written out first, so a slow client holds at most
+/// about this much here however long it trickles.
+const IDLE_WRITE: usize = 64 * 1024;
 /// AWS's single-PUT and single-part limit.
 pub const MAX_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -59,7 +62,19 @@ where
     let mut buf: Vec<u8> = Vec::with_capacity(hint);
     let mut file: Option<TmpFile> = None;
     let mut size: u64 = 0;
-    while let Some(chunk) = body.next().await {
+    loop {
+        let next = match body.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if buf.len() >= IDLE_WRITE && buf.len() > inline_max {
+                    let (tmp, rest) = store.append_tmp(file.take(), buf).await?;
+                    file = Some(tmp);
+                    buf = rest;
+                }
+                body.next().await
+            }
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(body_error)?;
         size += chunk.len() as u64;
         if size > MAX_UPLOAD {
@@ -67,42 +82,21 @@ where
         }
         md5.update(&chunk);
         hasher.update(&chunk);
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= WRITE_BATCH {
-            let s = Arc::clone(store);
-            let tmp = file.take();
-            let (tmp, rest) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                let mut tmp = match tmp {
-                    Some(t) => t,
-                    None => s.blobs.create_tmp()?,
-                };
-                tmp.write(&buf)?;
-                buf.clear();
-                Ok((tmp, buf))
-            })
-            .await
-            .map_err(StoreError::from)??;
+        // Write before the buffer would outgrow a batch, so it is never
+        // reallocated past WRITE_BATCH by a chunk that does not fit.
+        if !buf.is_empty() && buf.len() + chunk.len() > WRITE_BATCH {
+            let (tmp, rest) = store.append_tmp(file.take(), buf).await?;
             file = Some(tmp);
             buf = rest;
         }
+        buf.extend_from_slice(&chunk);
     }
     let md5: [u8; 16] = md5.finalize().into();
     let checksum = hasher.finalize();
     let stored = if file.is_none() && buf.len() <= inline_max {
         Stored::Inline(Bytes::from(buf))
     } else {
-        let s = Arc::clone(store);
-        let id = tokio::task::spawn_blocking(move || -> Result<String, StoreError> {
-            let mut tmp = match file {
-                Some(t) => t,
-                None => s.blobs.create_tmp()?,
-            };
-            tmp.write(&buf)?;
-            Ok(s.blobs.commit(tmp)?)
-        })
-        .await
-        .map_err(StoreError::from)??;
-        Stored::Blob(id)
+        Stored::Blob(store.commit_tmp(file, buf).await?)
     };
     Ok(Ingested { stored, size, md5, checksum })
 }

@@ -50,7 +50,7 @@ pub fn walk(
     let delimiter = delimiter.filter(|d| !d.is_empty());
     let mut page = Page { objects: Vec::new(), prefixes: Vec::new(), truncated: false, last: None };
     'outer: loop {
-        for item in store.objects.range((start.clone(), Bound::Unbounded)) {
+        for item in store.objects_from(start.clone()) {
             let (k, v) = item?;
             if !k.starts_with(&full_prefix) {
                 break 'outer;

@@ -5,8 +5,6 @@
 //! durable blob and then, in one sled transaction, publishes the object and
 //! drops the upload, so a crash either keeps the upload or has the object.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use md5::Digest as _;
@@ -264,11 +262,7 @@ pub async fn complete(
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.size).sum();
     let blob_ids: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();
-    let store = Arc::clone(&api.store);
-    let blob = tokio::task::spawn_blocking(move || store.blobs.concat(&blob_ids))
-        .await
-        .map_err(StoreError::from)?
-        .map_err(StoreError::from)?;
+    let blob = api.store.concat_blobs(blob_ids).await?;
     let record = ObjectMeta {
         size,
         etag: etag.clone(),
@@ -283,7 +277,7 @@ pub async fn complete(
     match outcome {
         Ok(Some(Ok(()))) => {}
         other => {
-            api.store.blobs.remove(&blob);
+            api.store.discard_blob(&blob);
             return match other? {
                 Some(Err(_)) => {
                     Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))

@@ -1,8 +1,6 @@
 //! Object operations: put, get (ranges, conditions), head, delete,
 //! delete-objects and copy.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -80,7 +78,7 @@ pub fn empty_body() -> StreamingBlob {
 /// Removes the blob of an upload that will not be published.
 pub fn discard(store: &Store, ingested: &Ingested) {
     if let Stored::Blob(id) = &ingested.stored {
-        store.blobs.remove(id);
+        store.discard_blob(id);
     }
 }
 
@@ -229,10 +227,9 @@ async fn read_body(
             return Ok(StreamingBlob::from(s3s::Body::from(bytes)));
         };
         let opened = if len <= READ_WHOLE_MAX {
-            let store = Arc::clone(&api.store);
-            tokio::task::spawn_blocking(move || store.blobs.read_range(&blob, start, len as usize))
-                .await
-                .map_err(StoreError::from)?
+            api.store
+                .read_blob(blob, start, len as usize)
+                .await?
                 .map(|bytes| StreamingBlob::from(s3s::Body::from(bytes)))
         } else {
             api.store.read_stream(&blob, start, len).await.map(StreamingBlob::wrap)
@@ -326,23 +323,18 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
     };
     let blob = match &src.blob {
         None => None,
-        Some(id) => {
-            let store = Arc::clone(&api.store);
-            let id = id.clone();
-            let linked = tokio::task::spawn_blocking(move || store.blobs.link(&id)).await.map_err(StoreError::from)?;
-            match linked {
-                Ok(new_id) => Some(new_id),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(s3_error!(SlowDown, "The source object changed during the copy; retry"));
-                }
-                Err(e) => return Err(StoreError::from(e).into()),
+        Some(id) => match api.store.link_blob(id.clone()).await? {
+            Ok(new_id) => Some(new_id),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(s3_error!(SlowDown, "The source object changed during the copy; retry"));
             }
-        }
+            Err(e) => return Err(StoreError::from(e).into()),
+        },
     };
     let record = ObjectMeta { modified_ms: meta::now_ms(), blob: blob.clone(), attrs, ..src };
     if let Err(e) = api.store.put_object(&input.bucket, &input.key, &record, &inline, &PutCondition::None).await {
         if let Some(id) = &blob {
-            api.store.blobs.remove(id);
+            api.store.discard_blob(id);
         }
         return Err(e.into());
     }

@@ -17,7 +17,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio_util::io::ReaderStream;
 
-use super::blob::BlobDir;
+use super::blob::{BlobDir, TmpFile};
 use super::error::{StoreError, StoreResult};
 use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
 use crate::durable::{self, Committer};
@@ -27,13 +27,16 @@ const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// Chunk size of streamed blob reads.
 pub const STREAM_CHUNK: usize = 256 * 1024;
 
+/// Sealed the way s3s-fs's `FileSystem` is: the trees and the blob
+/// directory are private, and every file operation runs here, off the async
+/// threads, so the S3 handlers never touch a file.
 pub struct Store {
     db: sled::Db,
-    pub buckets: sled::Tree,
-    pub objects: sled::Tree,
-    pub uploads: sled::Tree,
-    pub parts: sled::Tree,
-    pub blobs: BlobDir,
+    buckets: sled::Tree,
+    objects: sled::Tree,
+    uploads: sled::Tree,
+    parts: sled::Tree,
+    blobs: BlobDir,
     commit: Committer,
 }
 
@@ -118,7 +121,75 @@ impl Store {
         Ok(self.commit.durable().await?)
     }
 
-    // ---- blob reads ----
+    // ---- blob files ----
+
+    /// Appends `buf` to the upload's temp file (created on first use) and
+    /// hands both back, `buf` emptied for reuse.
+    pub async fn append_tmp(
+        self: &Arc<Self>,
+        tmp: Option<TmpFile>,
+        mut buf: Vec<u8>,
+    ) -> StoreResult<(TmpFile, Vec<u8>)> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> StoreResult<_> {
+            let mut tmp = match tmp {
+                Some(t) => t,
+                None => this.blobs.create_tmp()?,
+            };
+            tmp.write(&buf)?;
+            buf.clear();
+            Ok((tmp, buf))
+        })
+        .await?
+    }
+
+    /// Writes the rest of an upload and makes it a durable blob; returns its id.
+    pub async fn commit_tmp(self: &Arc<Self>, tmp: Option<TmpFile>, buf: Vec<u8>) -> StoreResult<String> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> StoreResult<String> {
+            let mut tmp = match tmp {
+                Some(t) => t,
+                None => this.blobs.create_tmp()?,
+            };
+            tmp.write(&buf)?;
+            Ok(this.blobs.commit(tmp)?)
+        })
+        .await?
+    }
+
+    /// A new blob sharing `id`'s bytes (CopyObject). `NotFound`: an
+    /// overwrite retired the source meanwhile.
+    pub async fn link_blob(self: &Arc<Self>, id: String) -> StoreResult<Result<String, std::io::Error>> {
+        let this = Arc::clone(self);
+        Ok(tokio::task::spawn_blocking(move || this.blobs.link(&id)).await?)
+    }
+
+    /// One new blob holding the given blobs' bytes in order (CompleteMultipartUpload).
+    pub async fn concat_blobs(self: &Arc<Self>, ids: Vec<String>) -> StoreResult<String> {
+        let this = Arc::clone(self);
+        Ok(tokio::task::spawn_blocking(move || this.blobs.concat(&ids)).await??)
+    }
+
+    /// Drops a blob no record will point to (a write that was not published).
+    pub fn discard_blob(&self, id: &str) {
+        self.blobs.remove(id);
+    }
+
+    /// `len` bytes of blob `id` from `start`, read whole (small reads).
+    pub async fn read_blob(
+        self: &Arc<Self>,
+        id: String,
+        start: u64,
+        len: usize,
+    ) -> StoreResult<Result<Bytes, std::io::Error>> {
+        let this = Arc::clone(self);
+        Ok(tokio::task::spawn_blocking(move || this.blobs.read_range(&id, start, len)).await?)
+    }
+
+    /// Objects of every bucket from `start` on, in key order (listing).
+    pub fn objects_from(&self, start: std::ops::Bound<Vec<u8>>) -> sled::Iter {
+        self.objects.range((start, std::ops::Bound::Unbounded))
+    }
 
     /// `len` bytes of blob `id` from `start`, as a stream of bounded chunks:
     /// large reads (GET, UploadPartCopy) never hold a body whole. An error
