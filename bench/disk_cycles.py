@@ -53,7 +53,7 @@ def du(path: Path) -> int:
 def parts(data: Path) -> dict[str, int]:
     """Sizes of the store's parts: S3 metadata (sled), S3 blobs, queue (sled)."""
     out = {}
-    for name in ("s3/meta", "s3/blobs", "sqs"):
+    for name in ("s3/meta", "s3/blobs", "queue"):
         p = data / name
         out[name] = du(p) if p.exists() else 0
     out["total"] = du(data)
@@ -180,7 +180,7 @@ def main() -> int:
     srv.client("sqs").create_queue(QueueName=QUEUE)
     print(f"{args.cycles} cycles of ~{args.fill_mb} MB and {args.messages} messages; data dir {data}")
     print(f"{'cycle':>5} {'filled MB':>9} {'peak MB':>8} {'drained MB':>10} {'restart MB':>10} "
-          f"{'s3/meta':>8} {'s3/blobs':>8} {'sqs':>8} {'secs':>6}")
+          f"{'s3/meta':>8} {'s3/blobs':>8} {'queue':>8} {'secs':>6}")
     first = None
     last = None
     try:
@@ -194,7 +194,7 @@ def main() -> int:
             srv.start()
             after = parts(data)
             print(f"{c:>5} {mb(wrote):>9} {mb(peak)} {mb(drained):>10} {mb(after['total']):>10} "
-                  f"{mb(after['s3/meta'])} {mb(after['s3/blobs'])} {mb(after['sqs'])} {time.monotonic() - t0:6.0f}",
+                  f"{mb(after['s3/meta'])} {mb(after['s3/blobs'])} {mb(after['queue'])} {time.monotonic() - t0:6.0f}",
                   flush=True)
             first = first or after["total"]
             last = after["total"]
@@ -203,6 +203,11 @@ def main() -> int:
     ratio = last / first if first else 0
     print(f"after cycle 1: {mb(first).strip()} MB; after cycle {args.cycles}: {mb(last).strip()} MB; "
           f"ratio {ratio:.2f} (limit 2.00)")
+    for dirpath, _, files in os.walk(data):
+        if files:
+            sizes = [os.stat(os.path.join(dirpath, f)).st_size for f in files]
+            print(f"  {Path(dirpath).relative_to(data)}: {len(files)} files, {mb(sum(sizes)).strip()} MB"
+                  f" (largest {mb(max(sizes)).strip()} MB)")
     shutil.rmtree(work, ignore_errors=True)
     return 0 if ratio <= 2.0 else 1
 

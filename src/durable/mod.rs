@@ -81,6 +81,16 @@ pub fn open(dir: &Path, config: sled::Config) -> Result<(sled::Db, SyncPoint), D
     Ok((db, point))
 }
 
+/// The segment size a database in `dir` was created with (sled refuses to
+/// open it with another), or `wanted` for a new one.
+pub fn segment_size(dir: &Path, wanted: usize) -> usize {
+    let Ok(conf) = std::fs::read_to_string(dir.join("conf")) else { return wanted };
+    conf.lines()
+        .find_map(|line| line.strip_prefix("segment_size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(wanted)
+}
+
 fn is_lock_error(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.to_string().contains("lock")
 }
