@@ -97,7 +97,7 @@ pub struct QueueConfig {
     /// Visibility timeout of the crunch queue, seconds.
     pub visibility_timeout: u32,
     /// Age after which an original that was never queued (no variant, no
-    /// failure record) is removed, seconds; 0: the crunch queue's retention
+    /// failure record, no tombstone) is removed, seconds; 0: the crunch queue's retention
     /// plus its visibility timeout, after which no message for it can exist.
     pub orphan_after_secs: u64,
 }

@@ -32,3 +32,4 @@ pub const CRUNCHES: &str = "crunchbox_crunches_total";
 pub const CRUNCH_SECONDS: &str = "crunchbox_crunch_duration_seconds";
 pub const FAILURES: &str = "crunchbox_crunch_failures_total";
 pub const QUEUE_DEPTH: &str = "crunchbox_queue_depth";
+pub const ORPHANS_SWEPT: &str = "crunchbox_orphans_swept_total";

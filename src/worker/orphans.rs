@@ -21,6 +21,7 @@ use super::Settings;
 use crate::avatar::{self, AvatarId};
 use crate::clients::{CallError, Clients};
 use crate::crunch::VariantName;
+use crate::metrics as m;
 use crate::shutdown::Shutdown;
 
 /// Originals looked at per round; the next round goes on from there.
@@ -30,7 +31,6 @@ const MIN_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 /// Pause before asking the queue for its retention again.
 const RETRY: Duration = Duration::from_secs(60);
-pub const SWEPT: &str = "crunchbox_orphans_swept_total";
 
 /// Runs sweep rounds until `shutdown`.
 pub async fn run(clients: Clients, settings: Arc<Settings>, mut shutdown: Shutdown) {
@@ -127,7 +127,7 @@ async fn round(
                 .send()
                 .await
                 .map_err(CallError::on("removing an orphaned original"))?;
-            metrics::counter!(SWEPT).increment(1);
+            metrics::counter!(m::ORPHANS_SWEPT).increment(1);
             tracing::debug!(id = %id, "orphaned original removed");
             swept += 1;
         }
