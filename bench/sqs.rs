@@ -9,7 +9,7 @@
 //! closed (producers stay a few batches ahead), so queues stay short. Both servers get
 //! the same load generator: reqwest speaking the JSON protocol, signed with
 //! aws-sigv4. crunchbox runs in-process on its own runtime (so its flush
-//! counter can be read); moto runs as `e2e/.venv/bin/moto_server`. Also
+//! counter can be read); moto runs as `$CRUNCHBOX_TOOLS/venv/bin/moto_server`. Also
 //! printed: sled flushes (fsyncs) per acknowledged message (group commit).
 
 use std::net::TcpListener;
@@ -104,7 +104,18 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Option<(Moto, String)> {
-    let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/.venv/bin/moto_server");
+    // The e2e venv lives with the other cached tools (see .ci/run); an
+    // in-tree `e2e/.venv` from older checkouts still works.
+    let tools = std::env::var_os("CRUNCHBOX_TOOLS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/crunchbox-tools")
+    });
+    let exe = [
+        tools.join("venv/bin/moto_server"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/.venv/bin/moto_server"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| tools.join("venv/bin/moto_server"));
     let port = free_port();
     let child = Command::new(&exe)
         .args(["-p", &port.to_string()])
@@ -213,7 +224,9 @@ fn main() {
     let moto = start_moto();
     let theirs = moto.as_ref().map(|(_, endpoint)| Sqs::new(endpoint));
     if theirs.is_none() {
-        println!("moto_server unavailable (create e2e/.venv from e2e/requirements.txt); crunchbox only");
+        println!(
+            "moto_server unavailable (create $CRUNCHBOX_TOOLS/venv from e2e/requirements.txt, as .ci/run does); crunchbox only"
+        );
     }
 
     println!(

@@ -14,10 +14,9 @@ TOOLS="${CRUNCHBOX_TOOLS:-$HOME/.cache/crunchbox-tools}"
 BIN="${CRUNCHBOX_BIN:-$ROOT/target/release/crunchbox}"
 E2E="$TOOLS/bin/s3s-e2e"
 
-# Features outside SPEC (see README): STS AssumeRole and object tagging.
+# Features outside SPEC (see README): STS AssumeRole.
 ALLOWED_FAILURES=(
   "Advanced/STS/test_assume_role"
-  "Advanced/Tagging/test_object_tagging"
 )
 
 if [[ ! -x "$E2E" ]]; then

@@ -11,13 +11,12 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use s3s::service::S3Service;
 
 const HOST: &str = "127.0.0.1:4566";
 
 struct World {
     rt: tokio::runtime::Runtime,
-    s3: S3Service,
+    s3: crunchbox::s3compat::S3Front,
     _dir: tempfile::TempDir,
 }
 
@@ -72,9 +71,8 @@ impl World {
         }
         let req = req.map(|()| s3s::Body::from(bytes::Bytes::copy_from_slice(body)));
         self.rt.block_on(async {
-            if let Ok(resp) = self.s3.call(req).await {
-                let _ = resp.into_body().collect().await;
-            }
+            let resp = self.s3.call(req).await;
+            let _ = resp.into_body().collect().await;
         });
     }
 }

@@ -28,7 +28,7 @@ pub enum Target {
 /// The services behind the listener; a role that is not running is `None`.
 #[derive(Clone)]
 pub struct Endpoint {
-    pub s3: Option<s3s::service::S3Service>,
+    pub s3: Option<crate::s3compat::S3Front>,
     pub sqs: Option<QueueService>,
     pub sts: sts::Sts,
 }
@@ -43,13 +43,7 @@ impl Endpoint {
         }
         match target {
             Target::S3 => match &self.s3 {
-                Some(s3) => match s3.call(req.map(s3s::Body::from)).await {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        tracing::error!(error = ?e, "s3 service failed");
-                        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                    }
-                },
+                Some(s3) => s3.call(req.map(s3s::Body::from)).await,
                 None => plain(StatusCode::SERVICE_UNAVAILABLE, "the s3 role is not running in this process"),
             },
             Target::Sqs => match &self.sqs {
@@ -69,17 +63,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<s3s::Body> {
 
 /// An S3-shaped XML error for a request refused before s3s saw it.
 fn s3_error(e: &sigv4::AuthError) -> Response<s3s::Body> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
-         <RequestId>{}</RequestId></Error>",
-        e.code(),
-        quick_xml::escape::escape(e.to_string()),
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut resp = Response::new(s3s::Body::from(Bytes::from(body)));
-    *resp.status_mut() = e.status();
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
-    resp
+    crate::s3compat::xml_error(e.status(), e.code(), &e.to_string())
 }
 
 /// Picks the service from the SigV4 credential scope (header or presigned

@@ -1,7 +1,8 @@
 //! Bucket operations: create, head, list, delete, location.
 //!
 //! The endpoint has one owner (every configured key pair is the same
-//! account), so creating an existing bucket is `BucketAlreadyOwnedByYou`.
+//! account), so creating an existing bucket is `BucketAlreadyOwnedByYou`,
+//! except in us-east-1, where AWS keeps its legacy answer: 200, as if created.
 //! Bucket names are validated by s3s before they get here.
 
 use s3s::dto::*;
@@ -13,7 +14,7 @@ use super::store::BucketDelete;
 
 pub async fn create(api: &S3Api, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
     let bucket = req.input.bucket;
-    if !api.store.create_bucket(&bucket).await? {
+    if !api.store.create_bucket(&bucket).await? && api.region != "us-east-1" {
         return Err(s3_error!(
             BucketAlreadyOwnedByYou,
             "Your previous request to create the named bucket succeeded and you already own it."

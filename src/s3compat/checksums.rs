@@ -93,17 +93,6 @@ fn bad_digest(msg: &str) -> S3Error {
     S3Error::with_message(s3s::S3ErrorCode::BadDigest, msg.to_owned())
 }
 
-/// The claimed checksums carried by an upload request's headers.
-pub fn claimed(
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
-) -> Checksums {
-    Checksums { crc32, crc32c, crc64nvme, sha1, sha256 }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,32 @@ pub struct ReadConditions<'a> {
     pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The [`ReadConditions`] of a GetObject / HeadObject input.
+macro_rules! read_conditions {
+    ($input:ident) => {
+        $crate::s3compat::conditions::ReadConditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use read_conditions;
+
+/// The copy-source [`ReadConditions`] of a CopyObject / UploadPartCopy input.
+macro_rules! copy_source_conditions {
+    ($input:ident) => {
+        $crate::s3compat::conditions::ReadConditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use copy_source_conditions;
+
 pub enum Outcome {
     Proceed,
     PreconditionFailed,

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use s3s::S3Result;
 use s3s::host::{S3Host, VirtualHost};
 
+#[derive(Clone)]
 pub struct Hosts {
     domain: String,
 }
@@ -18,7 +19,7 @@ impl Hosts {
     }
 
     /// The bucket named by `host`, if it is virtual-host style.
-    fn bucket_of(&self, host: &str) -> Option<String> {
+    pub fn bucket_of(&self, host: &str) -> Option<String> {
         let name = strip_port(host).to_ascii_lowercase();
         let bucket = name.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
         (!bucket.is_empty()).then(|| bucket.to_owned())

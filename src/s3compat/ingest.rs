@@ -14,6 +14,8 @@ use s3s::dto;
 use s3s::{S3Error, S3Result, StdError, s3_error};
 
 use super::blob::TmpFile;
+use super::checksums;
+use super::meta::Checksums;
 use super::store::Store;
 
 /// Objects up to this size are stored inline in their sled record.
@@ -99,6 +101,77 @@ where
         Stored::Blob(store.commit_tmp(file, buf).await?)
     };
     Ok(Ingested { stored, size, md5, checksum })
+}
+
+/// What an upload request (PutObject, UploadPart) says about its body.
+pub struct Claims<'a> {
+    /// `x-amz-checksum-*` header values.
+    pub checksums: Checksums,
+    pub algorithm: Option<&'a dto::ChecksumAlgorithm>,
+    pub content_md5: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+    /// Checksums that may follow an aws-chunked body.
+    pub trailers: Option<&'a s3s::TrailingHeaders>,
+}
+
+/// The [`Claims`] of a PutObject / UploadPart request (same field names).
+macro_rules! claims_of {
+    ($input:ident, $headers:ident, $trailers:ident) => {
+        $crate::s3compat::ingest::Claims {
+            checksums: $crate::s3compat::meta::Checksums {
+                crc32: $input.checksum_crc32.take(),
+                crc32c: $input.checksum_crc32c.take(),
+                crc64nvme: $input.checksum_crc64nvme.take(),
+                sha1: $input.checksum_sha1.take(),
+                sha256: $input.checksum_sha256.take(),
+            },
+            algorithm: $input.checksum_algorithm.as_ref(),
+            content_md5: $input.content_md5.as_deref(),
+            headers: &$headers,
+            trailers: $trailers.as_ref(),
+        }
+    };
+}
+pub(crate) use claims_of;
+
+/// Ingests an upload body and checks it against everything its request
+/// claimed; on a mismatch the stored bytes are dropped again. Returns the
+/// body and its verified checksums (kept with the object or part).
+pub async fn ingest_verified(
+    store: &Arc<Store>,
+    body: Option<dto::StreamingBlob>,
+    claims: Claims<'_>,
+    inline_max: usize,
+    size_hint: Option<i64>,
+) -> S3Result<(Ingested, Checksums)> {
+    let Claims { checksums: mut claimed, algorithm, content_md5, headers, trailers } = claims;
+    let hasher = checksums::hasher_for(&claimed, algorithm, headers);
+    let size_hint = size_hint.and_then(|n| u64::try_from(n).ok());
+    let body = body.unwrap_or_else(empty_body);
+    let ingested = ingest(store, body, hasher, inline_max, size_hint).await?;
+    let verified = checksums::verify_content_md5(content_md5, &ingested.md5).and_then(|()| {
+        checksums::merge_trailers(&mut claimed, trailers);
+        checksums::verify(&claimed, ingested.checksum.clone())
+    });
+    match verified {
+        Ok(v) => Ok((ingested, v)),
+        Err(e) => {
+            discard(store, &ingested);
+            Err(e)
+        }
+    }
+}
+
+/// A body-less PUT is an empty object.
+pub fn empty_body() -> dto::StreamingBlob {
+    dto::StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>())
+}
+
+/// Removes the blob of an upload that will not be published.
+pub fn discard(store: &Store, ingested: &Ingested) {
+    if let Stored::Blob(id) = &ingested.stored {
+        store.discard_blob(id);
+    }
 }
 
 /// A body that failed mid-stream: an aws-chunked signature error is passed

@@ -49,6 +49,10 @@ pub fn walk(
     };
     let delimiter = delimiter.filter(|d| !d.is_empty());
     let mut page = Page { objects: Vec::new(), prefixes: Vec::new(), truncated: false, last: None };
+    if max == 0 {
+        // AWS: `max-keys=0` lists nothing and is not truncated.
+        return Ok(page);
+    }
     'outer: loop {
         for item in store.objects_from(start.clone()) {
             let (k, v) = item?;
@@ -98,14 +102,19 @@ fn encoder(encoding: Option<&EncodingType>) -> impl Fn(String) -> String + use<>
     move |s| if url { utf8_percent_encode(&s, URL_ENCODE).to_string() } else { s }
 }
 
-fn object_entry(key: String, m: &ObjectMeta, api: &S3Api) -> Object {
+/// An empty `delimiter=` is no delimiter: AWS then omits the element.
+fn delimiter_of(d: Option<String>) -> Option<String> {
+    d.filter(|d| !d.is_empty())
+}
+
+fn object_entry(key: String, m: &ObjectMeta, owner: Option<Owner>) -> Object {
     Object {
         key: Some(key),
         size: i64::try_from(m.size).ok(),
         e_tag: Some(ETag::Strong(m.etag.clone())),
         last_modified: Some(meta::timestamp(m.modified_ms)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
-        owner: Some(api.owner()),
+        owner,
         ..Default::default()
     }
 }
@@ -122,17 +131,18 @@ pub async fn list_v1(api: &S3Api, req: S3Request<ListObjectsInput>) -> S3Result<
     let prefix = input.prefix.clone().unwrap_or_default();
     let page = walk(&api.store, &input.bucket, &prefix, input.delimiter.as_deref(), input.marker.as_deref(), max)?;
     let enc = encoder(input.encoding_type.as_ref());
-    let contents = page.objects.iter().map(|(k, m)| object_entry(enc(k.clone()), m, api)).collect();
+    let contents = page.objects.iter().map(|(k, m)| object_entry(enc(k.clone()), m, Some(api.owner()))).collect();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(enc(prefix)),
-        marker: input.marker.map(&enc),
+        // v1 always echoes the marker, empty when none was sent.
+        marker: Some(enc(input.marker.unwrap_or_default())),
         max_keys: input.max_keys.or(Some(DEFAULT_MAX_KEYS)),
         is_truncated: Some(page.truncated),
         common_prefixes: common_prefixes(&page, &enc),
         contents: Some(contents),
         next_marker: page.last.clone().filter(|_| page.truncated).map(&enc),
-        delimiter: input.delimiter.map(&enc),
+        delimiter: delimiter_of(input.delimiter).map(&enc),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
@@ -150,7 +160,10 @@ pub async fn list_v2(api: &S3Api, req: S3Request<ListObjectsV2Input>) -> S3Resul
     let after = token.as_deref().or(input.start_after.as_deref());
     let page = walk(&api.store, &input.bucket, &prefix, input.delimiter.as_deref(), after, max)?;
     let enc = encoder(input.encoding_type.as_ref());
-    let contents: Vec<Object> = page.objects.iter().map(|(k, m)| object_entry(enc(k.clone()), m, api)).collect();
+    // v2 names owners only when asked (`fetch-owner=true`).
+    let owner = input.fetch_owner.unwrap_or(false).then(|| api.owner());
+    let contents: Vec<Object> =
+        page.objects.iter().map(|(k, m)| object_entry(enc(k.clone()), m, owner.clone())).collect();
     let key_count = (page.objects.len() + page.prefixes.len()) as i32;
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
@@ -162,7 +175,7 @@ pub async fn list_v2(api: &S3Api, req: S3Request<ListObjectsV2Input>) -> S3Resul
         next_continuation_token: page.last.as_deref().filter(|_| page.truncated).map(encode_token),
         common_prefixes: common_prefixes(&page, &enc),
         contents: Some(contents),
-        delimiter: input.delimiter.map(&enc),
+        delimiter: delimiter_of(input.delimiter).map(&enc),
         encoding_type: input.encoding_type,
         start_after: input.start_after.map(&enc),
         ..Default::default()
@@ -206,7 +219,7 @@ pub async fn list_versions(
         next_key_marker: next.map(&enc),
         common_prefixes: common_prefixes(&page, &enc),
         versions: Some(versions),
-        delimiter: input.delimiter.map(&enc),
+        delimiter: delimiter_of(input.delimiter).map(&enc),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))

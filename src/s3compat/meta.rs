@@ -14,6 +14,18 @@ use super::error::StoreError;
 pub struct BucketMeta {
     /// Creation time, Unix milliseconds.
     pub created_ms: i64,
+    /// PutBucketTagging's tag set; `None` until one is put.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<dto::Tag>>,
+    /// PutBucketCors's rules; `None` until some are put.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Vec<dto::CORSRule>>,
+}
+
+impl BucketMeta {
+    pub fn new(created_ms: i64) -> Self {
+        Self { created_ms, tags: None, cors: None }
+    }
 }
 
 /// The standard headers and user metadata stored with an object.
@@ -35,6 +47,34 @@ pub struct Attrs {
     pub website_redirect_location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<dto::Metadata>,
+}
+
+/// The [`Attrs`] of any request that carries the standard object headers
+/// (PutObject, CopyObject with `REPLACE`, CreateMultipartUpload): the
+/// inputs are distinct s3s types with the same field names.
+macro_rules! attrs_of {
+    ($input:ident) => {
+        $crate::s3compat::meta::Attrs {
+            content_type: $input.content_type,
+            content_encoding: $crate::s3compat::meta::stored_encoding($input.content_encoding),
+            content_disposition: $input.content_disposition,
+            content_language: $input.content_language,
+            cache_control: $input.cache_control,
+            expires: $input.expires,
+            website_redirect_location: $input.website_redirect_location,
+            metadata: $input.metadata,
+        }
+    };
+}
+pub(crate) use attrs_of;
+
+/// `Content-Encoding` as stored: `aws-chunked` is how the body travelled,
+/// not how the object is encoded, so `gzip, aws-chunked` is kept as `gzip`.
+pub fn stored_encoding(value: Option<String>) -> Option<String> {
+    let value = value?;
+    let kept: Vec<&str> =
+        value.split(',').map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked")).collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 /// Full-object checksums (base64), as sent by the client and verified.
@@ -83,6 +123,20 @@ pub struct ObjectMeta {
     /// Number of parts when the object was assembled by multipart upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
+    /// Each part's size and checksums, in order (GetObjectAttributes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_list: Vec<PartSummary>,
+    /// The object's tag set (x-amz-tagging, PutObjectTagging).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<dto::Tag>,
+}
+
+/// What an assembled object remembers of one of its parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartSummary {
+    pub size: u64,
+    #[serde(default)]
+    pub checksums: Checksums,
 }
 
 /// An in-progress multipart upload (`uploads` tree, keyed by upload id).
@@ -93,6 +147,9 @@ pub struct UploadMeta {
     pub initiated_ms: i64,
     #[serde(default)]
     pub attrs: Attrs,
+    /// `x-amz-tagging` of CreateMultipartUpload, given to the object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<dto::Tag>,
 }
 
 /// One uploaded part (`parts` tree, keyed by `upload_id NUL part_number(BE)`).
@@ -181,12 +238,22 @@ mod tests {
             attrs: Attrs::default(),
             checksums: Checksums::default(),
             parts: None,
+            part_list: Vec::new(),
+            tags: Vec::new(),
         };
         let v = encode_object(&meta, b"xyz").unwrap();
         let (back, range) = decode_object(&v).unwrap();
         assert_eq!(back.etag, "abc");
         assert_eq!(&v[range], b"xyz");
         assert!(decode_object(&v[..2]).is_err());
+    }
+
+    #[test]
+    fn aws_chunked_is_not_a_stored_encoding() {
+        assert_eq!(stored_encoding(Some("gzip, aws-chunked".into())).as_deref(), Some("gzip"));
+        assert_eq!(stored_encoding(Some("aws-chunked".into())), None);
+        assert_eq!(stored_encoding(Some("br".into())).as_deref(), Some("br"));
+        assert_eq!(stored_encoding(None), None);
     }
 
     #[test]

@@ -4,16 +4,22 @@
 //! and crash recovery; `ingest` turns request bodies into stored bytes while
 //! hashing them; `buckets`, `objects`, `listing` and `multipart` map each S3
 //! operation family onto the store; `api` is the one `impl S3` routing to
-//! them. `access` (anonymous reads of the public bucket only) and `host`
-//! (virtual-host buckets) are the gates s3s runs before any of that.
+//! them, with `tagging`, `cors`, `attributes` (GetObjectAttributes) and
+//! `subresources` (what an unconfigured bucket answers). `access` (anonymous
+//! reads of the public bucket only) and `host` (virtual-host buckets) are
+//! the gates s3s runs before any of that; `front` is what the listener
+//! calls: CORS for browsers around the s3s service.
 
 mod access;
 mod api;
+mod attributes;
 mod blob;
 mod buckets;
 mod checksums;
 mod conditions;
+mod cors;
 mod error;
+mod front;
 mod host;
 mod ingest;
 mod listing;
@@ -21,11 +27,15 @@ mod meta;
 mod multipart;
 mod objects;
 mod store;
+mod subresources;
+mod tagging;
+
+pub use front::{S3Front, xml_error};
 
 use std::sync::Arc;
 
 use s3s::config::{S3Config, StaticConfigProvider};
-use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::service::S3ServiceBuilder;
 
 use crate::config::Config;
 
@@ -39,17 +49,22 @@ pub enum S3CompatError {
     Open(#[from] error::StoreError),
 }
 
-/// Builds the S3 service (auth, virtual hosts, anonymous public reads) over
-/// the store in `config.data_dir/s3`. Opening sweeps crash leftovers.
-pub fn service(config: &Config) -> Result<S3Service, S3CompatError> {
+/// Builds the S3 service (auth, virtual hosts, anonymous public reads, CORS)
+/// over the store in `config.data_dir/s3`. Opening sweeps crash leftovers.
+pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
     let store = store::Store::open(&config.data_dir.join("s3"))?;
-    let api = api::S3Api { store, region: config.aws.region.clone(), account_id: config.aws.account_id.clone() };
+    let hosts = host::Hosts::new(&config.aws.domain);
+    let api = api::S3Api {
+        store: Arc::clone(&store),
+        region: config.aws.region.clone(),
+        account_id: config.aws.account_id.clone(),
+    };
     let mut builder = S3ServiceBuilder::new(api);
     builder.set_auth(access::KeyPairs(config.credentials().into_iter().collect()));
     builder.set_access(access::PublicReads { public_bucket: config.buckets.public.clone() });
-    builder.set_host(host::Hosts::new(&config.aws.domain));
+    builder.set_host(hosts.clone());
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(body_limits()))));
-    Ok(builder.build())
+    Ok(S3Front::new(builder.build(), store, Arc::new(hosts)))
 }
 
 /// s3s reads the file of a presigned POST (HTML form upload) into memory

@@ -12,12 +12,12 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::api::S3Api;
-use super::checksums;
+use super::conditions::copy_source_conditions;
 use super::error::StoreError;
-use super::ingest::{self, Stored};
-use super::meta::{self, Attrs, ObjectMeta, PartMeta, UploadMeta};
-use super::objects::{discard, empty_body};
+use super::ingest::{self, Stored, claims_of};
+use super::meta::{self, ObjectMeta, PartMeta, PartSummary, UploadMeta, attrs_of};
 use super::store::PutCondition;
+use super::tagging;
 
 /// Every part but the last must be at least this large.
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -30,27 +30,20 @@ pub async fn create(
     let input = req.input;
     api.require_bucket(&input.bucket)?;
     let id = super::blob::BlobDir::new_id();
+    let checksum_algorithm = input.checksum_algorithm.clone();
     let upload = UploadMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         initiated_ms: meta::now_ms(),
-        attrs: Attrs {
-            content_type: input.content_type,
-            content_encoding: input.content_encoding,
-            content_disposition: input.content_disposition,
-            content_language: input.content_language,
-            cache_control: input.cache_control,
-            expires: input.expires,
-            website_redirect_location: input.website_redirect_location,
-            metadata: input.metadata,
-        },
+        tags: tagging::from_header(input.tagging.as_deref())?,
+        attrs: attrs_of!(input),
     };
     api.store.create_upload(&id, &upload).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(id),
-        checksum_algorithm: input.checksum_algorithm,
+        checksum_algorithm,
         ..Default::default()
     }))
 }
@@ -78,31 +71,12 @@ fn part_number(n: i32) -> S3Result<u32> {
 }
 
 pub async fn upload_part(api: &S3Api, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-    let S3Request { input, headers, trailing_headers, .. } = req;
+    let S3Request { mut input, headers, trailing_headers, .. } = req;
     let number = part_number(input.part_number)?;
     upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
-    let mut claimed = checksums::claimed(
-        input.checksum_crc32,
-        input.checksum_crc32c,
-        input.checksum_crc64nvme,
-        input.checksum_sha1,
-        input.checksum_sha256,
-    );
-    let hasher = checksums::hasher_for(&claimed, input.checksum_algorithm.as_ref(), &headers);
-    let size_hint = input.content_length.and_then(|n| u64::try_from(n).ok());
-    let body = input.body.unwrap_or_else(empty_body);
-    let ingested = ingest::ingest(&api.store, body, hasher, 0, size_hint).await?;
-    let verified = checksums::verify_content_md5(input.content_md5.as_deref(), &ingested.md5).and_then(|()| {
-        checksums::merge_trailers(&mut claimed, trailing_headers.as_ref());
-        checksums::verify(&claimed, ingested.checksum.clone())
-    });
-    let verified = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            discard(&api.store, &ingested);
-            return Err(e);
-        }
-    };
+    let body = input.body.take();
+    let claims = claims_of!(input, headers, trailing_headers);
+    let (ingested, verified) = ingest::ingest_verified(&api.store, body, claims, 0, input.content_length).await?;
     let Stored::Blob(blob) = &ingested.stored else {
         return Err(StoreError::Corrupt("part stored inline".into()).into());
     };
@@ -139,13 +113,7 @@ pub async fn upload_part_copy(
         return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
     };
     let (src, inline) = api.load_object(src_bucket, src_key)?;
-    let conds = super::conditions::ReadConditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
-    if conds.check(&src.etag, &meta::timestamp(src.modified_ms)).is_some() {
+    if copy_source_conditions!(input).check(&src.etag, &meta::timestamp(src.modified_ms)).is_some() {
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
     let (start, len) = copy_range(input.copy_source_range.as_deref(), src.size)?;
@@ -271,6 +239,8 @@ pub async fn complete(
         attrs: upload.attrs.clone(),
         checksums: Default::default(),
         parts: Some(chosen.len() as u32),
+        part_list: chosen.iter().map(|p| PartSummary { size: p.size, checksums: p.checksums.clone() }).collect(),
+        tags: upload.tags.clone(),
     };
     let cond = PutCondition::from_headers(input.if_match, input.if_none_match.as_ref());
     let outcome = api.store.complete_upload(&input.upload_id, &upload, &record, &cond).await;

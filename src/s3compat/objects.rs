@@ -6,55 +6,30 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::api::S3Api;
-use super::checksums;
-use super::conditions::ReadConditions;
+use super::conditions::{copy_source_conditions, read_conditions};
 use super::error::StoreError;
-use super::ingest::{self, Ingested, Stored};
-use super::meta::{self, Attrs, ObjectMeta};
-use super::store::{PutCondition, STREAM_CHUNK, Store};
+use super::ingest::{self, Ingested, Stored, claims_of, discard};
+use super::meta::{self, Attrs, ObjectMeta, attrs_of};
+use super::store::{PutCondition, STREAM_CHUNK};
+use super::tagging;
 
 /// Ranges up to one stream chunk are read in one blocking call; larger ones
 /// stream, so a GET holds at most a chunk of its body at a time.
 const READ_WHOLE_MAX: u64 = STREAM_CHUNK as u64;
 
 pub async fn put(api: &S3Api, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-    let S3Request { input, headers, trailing_headers, .. } = req;
+    let S3Request { mut input, headers, trailing_headers, .. } = req;
     api.require_bucket(&input.bucket)?;
-    let mut claimed = checksums::claimed(
-        input.checksum_crc32,
-        input.checksum_crc32c,
-        input.checksum_crc64nvme,
-        input.checksum_sha1,
-        input.checksum_sha256,
-    );
-    let hasher = checksums::hasher_for(&claimed, input.checksum_algorithm.as_ref(), &headers);
-    let size_hint = input.content_length.and_then(|n| u64::try_from(n).ok());
-    let body = input.body.unwrap_or_else(empty_body);
-    let ingested = ingest::ingest(&api.store, body, hasher, ingest::INLINE_MAX, size_hint).await?;
-    let verified = checksums::verify_content_md5(input.content_md5.as_deref(), &ingested.md5).and_then(|()| {
-        checksums::merge_trailers(&mut claimed, trailing_headers.as_ref());
-        checksums::verify(&claimed, ingested.checksum.clone())
-    });
-    let verified = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            discard(&api.store, &ingested);
-            return Err(e);
-        }
-    };
-    let attrs = Attrs {
-        content_type: input.content_type,
-        content_encoding: input.content_encoding,
-        content_disposition: input.content_disposition,
-        content_language: input.content_language,
-        cache_control: input.cache_control,
-        expires: input.expires,
-        website_redirect_location: input.website_redirect_location,
-        metadata: input.metadata,
-    };
-    let (record, inline) = record_for(&ingested, attrs, verified.clone());
-    let cond = PutCondition::from_headers(input.if_match, input.if_none_match.as_ref());
-    if api.store.put_object(&input.bucket, &input.key, &record, &inline, &cond).await?.is_err() {
+    let tags = tagging::from_header(input.tagging.as_deref())?;
+    let body = input.body.take();
+    let claims = claims_of!(input, headers, trailing_headers);
+    let (ingested, verified) =
+        ingest::ingest_verified(&api.store, body, claims, ingest::INLINE_MAX, input.content_length).await?;
+    let cond = PutCondition::from_headers(input.if_match.take(), input.if_none_match.as_ref());
+    let (bucket, key) = (std::mem::take(&mut input.bucket), std::mem::take(&mut input.key));
+    let (mut record, inline) = record_for(&ingested, attrs_of!(input), verified.clone());
+    record.tags = tags;
+    if api.store.put_object(&bucket, &key, &record, &inline, &cond).await?.is_err() {
         discard(&api.store, &ingested);
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
@@ -70,18 +45,6 @@ pub async fn put(api: &S3Api, req: S3Request<PutObjectInput>) -> S3Result<S3Resp
     }))
 }
 
-/// A body-less PUT is an empty object.
-pub fn empty_body() -> StreamingBlob {
-    StreamingBlob::wrap(futures_util::stream::empty::<Result<Bytes, std::io::Error>>())
-}
-
-/// Removes the blob of an upload that will not be published.
-pub fn discard(store: &Store, ingested: &Ingested) {
-    if let Stored::Blob(id) = &ingested.stored {
-        store.discard_blob(id);
-    }
-}
-
 fn record_for(ingested: &Ingested, attrs: Attrs, checksums: meta::Checksums) -> (ObjectMeta, Bytes) {
     let (blob, inline) = match &ingested.stored {
         Stored::Inline(b) => (None, b.clone()),
@@ -95,109 +58,81 @@ fn record_for(ingested: &Ingested, attrs: Attrs, checksums: meta::Checksums) -> 
         attrs,
         checksums,
         parts: None,
+        part_list: Vec::new(),
+        tags: Vec::new(),
     };
     (record, inline)
+}
+
+/// The response of a GetObject or HeadObject (distinct s3s types with the
+/// same fields): the stored headers, with the request's `response-*`
+/// overrides, for `len` bytes of the object.
+macro_rules! described {
+    ($out:ident, $input:ident, $record:ident, $len:expr, $content_range:expr, $sums:expr) => {{
+        let sums: meta::Checksums = $sums;
+        let parts_count = $record.parts.and_then(|p| i32::try_from(p).ok());
+        let modified = meta::timestamp($record.modified_ms);
+        let Attrs {
+            content_type,
+            content_encoding,
+            content_disposition,
+            content_language,
+            cache_control,
+            expires,
+            website_redirect_location,
+            metadata,
+        } = $record.attrs;
+        $out {
+            content_length: i64::try_from($len).ok(),
+            content_range: $content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong($record.etag)),
+            last_modified: Some(modified),
+            content_type: $input.response_content_type.or(content_type),
+            content_encoding: $input.response_content_encoding.or(content_encoding),
+            content_disposition: $input.response_content_disposition.or(content_disposition),
+            content_language: $input.response_content_language.or(content_language),
+            cache_control: $input.response_cache_control.or(cache_control),
+            expires: $input.response_expires.or(expires),
+            website_redirect_location,
+            metadata,
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            parts_count,
+            ..Default::default()
+        }
+    }};
 }
 
 pub async fn get(api: &S3Api, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     let (record, inline) = api.load_object(&input.bucket, &input.key)?;
-    let modified = meta::timestamp(record.modified_ms);
-    let conds = ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    };
-    if let Some(e) = conds.check(&record.etag, &modified) {
+    if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
     let (start, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
     let body = read_body(api, &input.bucket, &input.key, record.clone(), inline, start, len).await?;
-    let full = content_range.is_none();
-    let Attrs {
-        content_type,
-        content_encoding,
-        content_disposition,
-        content_language,
-        cache_control,
-        expires,
-        website_redirect_location,
-        metadata,
-    } = record.attrs;
-    let sums = if full { record.checksums } else { meta::Checksums::default() };
-    Ok(S3Response::new(GetObjectOutput {
-        body: Some(body),
-        content_length: i64::try_from(len).ok(),
-        content_range,
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(ETag::Strong(record.etag)),
-        last_modified: Some(modified),
-        content_type: input.response_content_type.or(content_type),
-        content_encoding: input.response_content_encoding.or(content_encoding),
-        content_disposition: input.response_content_disposition.or(content_disposition),
-        content_language: input.response_content_language.or(content_language),
-        cache_control: input.response_cache_control.or(cache_control),
-        expires: input.response_expires.or(expires),
-        website_redirect_location,
-        metadata,
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        parts_count: record.parts.and_then(|p| i32::try_from(p).ok()),
-        ..Default::default()
-    }))
+    // A range's bytes do not carry the whole object's checksums.
+    let sums = if content_range.is_none() { record.checksums.clone() } else { meta::Checksums::default() };
+    let tag_count = (!record.tags.is_empty()).then(|| i32::try_from(record.tags.len()).unwrap_or(i32::MAX));
+    let mut out = described!(GetObjectOutput, input, record, len, content_range, sums);
+    out.body = Some(body);
+    out.tag_count = tag_count;
+    Ok(S3Response::new(out))
 }
 
 pub async fn head(api: &S3Api, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     let (record, _) = api.load_object(&input.bucket, &input.key)?;
-    let modified = meta::timestamp(record.modified_ms);
-    let conds = ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    };
-    if let Some(e) = conds.check(&record.etag, &modified) {
+    if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
     let (_, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
-    let Attrs {
-        content_type,
-        content_encoding,
-        content_disposition,
-        content_language,
-        cache_control,
-        expires,
-        website_redirect_location,
-        metadata,
-    } = record.attrs;
-    let sums = record.checksums;
-    Ok(S3Response::new(HeadObjectOutput {
-        content_length: i64::try_from(len).ok(),
-        content_range,
-        accept_ranges: Some("bytes".into()),
-        e_tag: Some(ETag::Strong(record.etag)),
-        last_modified: Some(modified),
-        content_type: input.response_content_type.or(content_type),
-        content_encoding: input.response_content_encoding.or(content_encoding),
-        content_disposition: input.response_content_disposition.or(content_disposition),
-        content_language: input.response_content_language.or(content_language),
-        cache_control: input.response_cache_control.or(cache_control),
-        expires: input.response_expires.or(expires),
-        website_redirect_location,
-        metadata,
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        parts_count: record.parts.and_then(|p| i32::try_from(p).ok()),
-        ..Default::default()
-    }))
+    let sums = record.checksums.clone();
+    Ok(S3Response::new(described!(HeadObjectOutput, input, record, len, content_range, sums)))
 }
 
 /// `(start, length, Content-Range)`; an unsatisfiable range is `InvalidRange` (416).
@@ -287,14 +222,7 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
     };
     api.require_bucket(&input.bucket)?;
     let (src, inline) = api.load_object(src_bucket, src_key)?;
-    let modified = meta::timestamp(src.modified_ms);
-    let conds = ReadConditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
-    if conds.check(&src.etag, &modified).is_some() {
+    if copy_source_conditions!(input).check(&src.etag, &meta::timestamp(src.modified_ms)).is_some() {
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
     if src.size > super::ingest::MAX_UPLOAD {
@@ -307,20 +235,12 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
-    let attrs = if replace {
-        Attrs {
-            content_type: input.content_type,
-            content_encoding: input.content_encoding,
-            content_disposition: input.content_disposition,
-            content_language: input.content_language,
-            cache_control: input.cache_control,
-            expires: input.expires,
-            website_redirect_location: input.website_redirect_location,
-            metadata: input.metadata,
-        }
-    } else {
-        src.attrs.clone()
+    let tags = match input.tagging_directive.as_ref().map(TaggingDirective::as_str) {
+        Some(TaggingDirective::REPLACE) => tagging::from_header(input.tagging.as_deref())?,
+        _ => src.tags.clone(),
     };
+    let (bucket, key) = (input.bucket.clone(), input.key.clone());
+    let attrs = if replace { attrs_of!(input) } else { src.attrs.clone() };
     let blob = match &src.blob {
         None => None,
         Some(id) => match api.store.link_blob(id.clone()).await? {
@@ -331,8 +251,8 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
             Err(e) => return Err(StoreError::from(e).into()),
         },
     };
-    let record = ObjectMeta { modified_ms: meta::now_ms(), blob: blob.clone(), attrs, ..src };
-    if let Err(e) = api.store.put_object(&input.bucket, &input.key, &record, &inline, &PutCondition::None).await {
+    let record = ObjectMeta { modified_ms: meta::now_ms(), blob: blob.clone(), attrs, tags, ..src };
+    if let Err(e) = api.store.put_object(&bucket, &key, &record, &inline, &PutCondition::None).await {
         if let Some(id) = &blob {
             api.store.discard_blob(id);
         }

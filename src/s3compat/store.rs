@@ -229,25 +229,75 @@ impl Store {
     /// bucket is durable either way: a concurrent creator may still be
     /// waiting for its commit.
     pub async fn create_bucket(&self, bucket: &str) -> StoreResult<bool> {
-        let record = serde_json::to_vec(&BucketMeta { created_ms: meta::now_ms() })?;
+        let record = serde_json::to_vec(&BucketMeta::new(meta::now_ms()))?;
         let created = self.buckets.compare_and_swap(bucket, None::<&[u8]>, Some(record))?.is_ok();
         self.flush().await?;
         Ok(created)
     }
 
+    /// Deletes an empty bucket. Its incomplete multipart uploads do not
+    /// count as content: they are aborted with it, as AWS does.
     pub async fn delete_bucket(&self, bucket: &str) -> StoreResult<BucketDelete> {
         if !self.bucket_exists(bucket)? {
             return Ok(BucketDelete::Missing);
         }
-        let has_objects = self.objects.scan_prefix(meta::bucket_prefix(bucket)).next().transpose()?.is_some();
-        if has_objects || !self.uploads_of(bucket)?.is_empty() {
+        if self.objects.scan_prefix(meta::bucket_prefix(bucket)).next().transpose()?.is_some() {
             return Ok(BucketDelete::NotEmpty);
         }
-        if self.buckets.remove(bucket)?.is_none() {
-            return Ok(BucketDelete::Missing);
+        let mut parts = Vec::new();
+        let uploads: Vec<String> = self.uploads_of(bucket)?.into_iter().map(|(id, _)| id).collect();
+        for id in &uploads {
+            parts.extend(self.parts_of(id)?.into_iter().map(|(n, p)| (meta::part_key(id, n), p.blob)));
+        }
+        // One transaction: a crash keeps the bucket with all its uploads or
+        // drops them all (a part landing meanwhile is swept at start).
+        let removed = (&self.buckets, &self.uploads, &self.parts).transaction(|(buckets, upload_tree, part_tree)| {
+            if buckets.remove(bucket.as_bytes())?.is_none() {
+                return Ok(false);
+            }
+            for id in &uploads {
+                upload_tree.remove(id.as_bytes())?;
+            }
+            for (k, _) in &parts {
+                part_tree.remove(k.as_slice())?;
+            }
+            Ok(true)
+        });
+        match removed {
+            Ok(true) => {}
+            Ok(false) => return Ok(BucketDelete::Missing),
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
         }
         self.flush().await?;
+        let blobs = parts.into_iter().map(|(_, b)| b);
+        for blob in blobs {
+            self.blobs.remove(&blob);
+        }
         Ok(BucketDelete::Deleted)
+    }
+
+    pub fn get_bucket(&self, bucket: &str) -> StoreResult<Option<BucketMeta>> {
+        match self.buckets.get(bucket)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes a bucket's record (tags, CORS) atomically and durably;
+    /// `false` if the bucket does not exist.
+    pub async fn update_bucket(&self, bucket: &str, change: impl Fn(&mut BucketMeta)) -> StoreResult<bool> {
+        loop {
+            let Some(cur) = self.buckets.get(bucket)? else { return Ok(false) };
+            let mut record: BucketMeta = serde_json::from_slice(&cur)?;
+            change(&mut record);
+            let new = serde_json::to_vec(&record)?;
+            if self.buckets.compare_and_swap(bucket, Some(cur), Some(new))?.is_ok() {
+                break;
+            }
+        }
+        self.flush().await?;
+        Ok(true)
     }
 
     pub fn list_buckets(&self) -> StoreResult<Vec<(String, BucketMeta)>> {
@@ -267,6 +317,28 @@ impl Store {
         let (m, inline) = meta::decode_object(&v)?;
         let bytes = if inline.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&v[inline]) };
         Ok(Some((m, bytes)))
+    }
+
+    /// Changes an object's record in place (its tags), keeping its bytes,
+    /// atomically and durably; `None` if there is no such object.
+    pub async fn update_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        change: impl Fn(&mut ObjectMeta),
+    ) -> StoreResult<Option<ObjectMeta>> {
+        let k = meta::object_key(bucket, key);
+        let record = loop {
+            let Some(cur) = self.objects.get(&k)? else { return Ok(None) };
+            let (mut record, inline) = meta::decode_object(&cur)?;
+            change(&mut record);
+            let new = meta::encode_object(&record, &cur[inline])?;
+            if self.objects.compare_and_swap(&k, Some(cur), Some(new))?.is_ok() {
+                break record;
+            }
+        };
+        self.flush().await?;
+        Ok(Some(record))
     }
 
     /// Publishes an object (durably) and retires the blob it replaced.
@@ -507,6 +579,8 @@ mod tests {
                         attrs: Default::default(),
                         checksums: Default::default(),
                         parts: None,
+                        part_list: Vec::new(),
+                        tags: Vec::new(),
                     };
                     store.put_object("b", &format!("k{i}"), &record, b"x", &PutCondition::None).await
                 })

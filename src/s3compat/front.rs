@@ -1,0 +1,122 @@
+//! S3 as the listener sees it: what s3s does not do for a browser. A CORS
+//! preflight (`OPTIONS`, never signed) is answered here from the bucket's
+//! rules; every other request goes to s3s, and a response to a request with
+//! an `Origin` gets the matching rule's CORS headers, errors included.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use s3s::service::S3Service;
+
+use super::cors;
+use super::host::Hosts;
+use super::store::Store;
+
+#[derive(Clone)]
+pub struct S3Front {
+    service: S3Service,
+    store: Arc<Store>,
+    hosts: Arc<Hosts>,
+}
+
+impl S3Front {
+    pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>) -> Self {
+        Self { service, store, hosts }
+    }
+
+    pub async fn call(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
+        if req.method() == Method::OPTIONS {
+            return self.preflight(req.uri(), req.headers());
+        }
+        let origin = header(req.headers(), http::header::ORIGIN);
+        let cors = origin.and_then(|o| Some((o.to_owned(), self.bucket_of(req.uri(), req.headers())?)));
+        let method = req.method().clone();
+        let mut resp = match self.service.call(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(error = ?e, "s3 service failed");
+                xml_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error.")
+            }
+        };
+        if let Some((origin, bucket)) = cors
+            && let Some(rules) = self.rules(&bucket)
+            && let Some(rule) = cors::matching(&rules, &origin, method.as_str(), &[])
+        {
+            resp.headers_mut().extend(cors::response_headers(rule, &origin, None));
+        }
+        resp
+    }
+
+    fn preflight(&self, uri: &http::Uri, headers: &HeaderMap) -> Response<s3s::Body> {
+        let insufficient = || {
+            xml_error(StatusCode::BAD_REQUEST, "BadRequest", "Insufficient information. Origin request header needed.")
+        };
+        let Some(origin) = header(headers, http::header::ORIGIN) else { return insufficient() };
+        let Some((method, requested)) = cors::preflight_request(headers) else { return insufficient() };
+        let Some(bucket) = self.bucket_of(uri, headers) else { return insufficient() };
+        let Some(rules) = self.rules(&bucket) else {
+            return xml_error(
+                StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: CORS is not enabled for this bucket.",
+            );
+        };
+        let requested: Vec<&str> = requested.iter().map(String::as_str).collect();
+        match cors::matching(&rules, origin, method.as_str(), &requested) {
+            Some(rule) => {
+                let mut resp = Response::new(s3s::Body::empty());
+                *resp.headers_mut() = cors::response_headers(rule, origin, Some(&requested));
+                resp
+            }
+            None => xml_error(
+                StatusCode::FORBIDDEN,
+                "AccessForbidden",
+                "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, \
+                 request method / Access-Control-Request-Method or Access-Control-Request-Headers are not \
+                 whitelisted by the resource's CORS spec.",
+            ),
+        }
+    }
+
+    /// A bucket's CORS rules; `None` without rules (or on a store error,
+    /// which then simply means no CORS headers: logged, never shown).
+    fn rules(&self, bucket: &str) -> Option<Vec<s3s::dto::CORSRule>> {
+        match self.store.get_bucket(bucket) {
+            Ok(b) => b.and_then(|b| b.cors),
+            Err(e) => {
+                tracing::error!(error = %e, bucket, "reading CORS rules failed");
+                None
+            }
+        }
+    }
+
+    /// The bucket a request addresses: virtual-host style, else the first
+    /// path segment.
+    fn bucket_of(&self, uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+        let host = header(headers, http::header::HOST).or_else(|| uri.authority().map(|a| a.as_str()));
+        if let Some(bucket) = host.and_then(|h| self.hosts.bucket_of(h)) {
+            return Some(bucket);
+        }
+        let first = uri.path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_owned())
+    }
+}
+
+fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// An S3 XML error answered before (or instead of) s3s.
+pub fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message>\
+         <RequestId>{}</RequestId></Error>",
+        quick_xml::escape::escape(message),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut resp = Response::new(s3s::Body::from(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    resp
+}
