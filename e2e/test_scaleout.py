@@ -398,9 +398,14 @@ def test_worker_killed_mid_crunch_loses_nothing(backend, tmp_path, procs, corpus
     wait_ready(web.web, ids)
 
     # Everything the dead worker had not finished — including the messages
-    # it held, which came back after their visibility timeout — the other
-    # one crunched.
-    assert set(ids) - finished_by_doomed <= survivor.crunched()
+    # it held, which come back after their visibility timeout — the other
+    # one crunches. Waited for, not asserted at once: a crunch the doomed
+    # worker uploaded but was stopped before logging makes its avatar ready
+    # before the survivor has redone it.
+    wait_until(
+        lambda: set(ids) - finished_by_doomed <= survivor.crunched(),
+        "the survivor crunching everything the dead worker had not finished",
+    )
     # Complete and consistent: copies of one photo, crunched before and
     # after the kill by either worker, are the same bytes.
     for photo in {files[i % len(files)] for i in range(len(ids))}:
