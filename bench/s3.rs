@@ -16,6 +16,9 @@
 //! a tiny LD_PRELOAD shim that sets TCP_NODELAY on each accepted socket
 //! (built with `cc`); `S3_BENCH_STOCK=1` measures s3s-fs exactly as shipped.
 
+#[path = "tools.rs"]
+mod tools;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -60,14 +63,8 @@ fn wait_port(port: u16) {
     panic!("server on port {port} did not start");
 }
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("CRUNCHBOX_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/crunchbox-tools")
-    })
-}
-
 fn s3s_fs_binary() -> PathBuf {
-    let tools = tools_dir();
+    let tools = tools::tools_dir();
     let bin = tools.join("bin").join("s3s-fs");
     if !bin.exists() {
         eprintln!("installing s3s-fs 0.14.1 into {} (one-time)", tools.display());

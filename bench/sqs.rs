@@ -12,6 +12,9 @@
 //! counter can be read); moto runs as `$CRUNCHBOX_TOOLS/venv/bin/moto_server`. Also
 //! printed: sled flushes (fsyncs) per acknowledged message (group commit).
 
+#[path = "tools.rs"]
+mod tools;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -106,9 +109,7 @@ impl Drop for Moto {
 fn start_moto() -> Option<(Moto, String)> {
     // The e2e venv lives with the other cached tools (see .ci/run); an
     // in-tree `e2e/.venv` from older checkouts still works.
-    let tools = std::env::var_os("CRUNCHBOX_TOOLS").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/crunchbox-tools")
-    });
+    let tools = tools::tools_dir();
     let exe = [
         tools.join("venv/bin/moto_server"),
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/.venv/bin/moto_server"),

@@ -47,9 +47,12 @@ pub async fn get(
 fn parts_page(record: &meta::ObjectMeta, max: Option<i32>, marker: Option<i32>) -> GetObjectAttributesParts {
     let max = max.unwrap_or(MAX_PARTS).clamp(0, MAX_PARTS) as usize;
     let marker = marker.unwrap_or(0).max(0) as usize;
-    let numbered = record.part_list.iter().enumerate().map(|(i, p)| (i + 1, p)).skip(marker);
-    let page: Vec<ObjectPart> = numbered
-        .clone()
+    let page: Vec<ObjectPart> = record
+        .part_list
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i + 1, p))
+        .skip(marker)
         .take(max)
         .map(|(n, p)| ObjectPart {
             part_number: i32::try_from(n).ok(),
@@ -61,7 +64,7 @@ fn parts_page(record: &meta::ObjectMeta, max: Option<i32>, marker: Option<i32>) 
             checksum_sha256: p.checksums.sha256.clone(),
         })
         .collect();
-    let truncated = numbered.count() > page.len();
+    let truncated = record.part_list.len().saturating_sub(marker) > page.len();
     let next = page.last().and_then(|p| p.part_number).filter(|_| truncated);
     GetObjectAttributesParts {
         is_truncated: Some(truncated),

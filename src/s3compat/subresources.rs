@@ -163,6 +163,18 @@ fn only_private(canned: Option<&str>, policy: Option<&AccessControlPolicy>, gran
     canned_ok && policy_ok && !grant_headers
 }
 
+/// Whether a PutBucketAcl / PutObjectAcl input carries any `x-amz-grant-*`
+/// header (the two s3s types share the field names).
+macro_rules! names_grants {
+    ($input:ident) => {
+        $input.grant_full_control.is_some()
+            || $input.grant_read.is_some()
+            || $input.grant_read_acp.is_some()
+            || $input.grant_write.is_some()
+            || $input.grant_write_acp.is_some()
+    };
+}
+
 fn acl_not_implemented(op: &str) -> S3Error {
     s3_error!(NotImplemented, "{op} supports only the canned ACL private (ACLs are not enforced here)")
 }
@@ -173,11 +185,7 @@ pub async fn put_bucket_acl(
 ) -> S3Result<S3Response<PutBucketAclOutput>> {
     let i = req.input;
     api.require_bucket(&i.bucket)?;
-    let grants = i.grant_full_control.is_some()
-        || i.grant_read.is_some()
-        || i.grant_read_acp.is_some()
-        || i.grant_write.is_some()
-        || i.grant_write_acp.is_some();
+    let grants = names_grants!(i);
     if !only_private(i.acl.as_ref().map(BucketCannedACL::as_str), i.access_control_policy.as_ref(), grants, api) {
         return Err(acl_not_implemented("PutBucketAcl"));
     }
@@ -190,11 +198,7 @@ pub async fn put_object_acl(
 ) -> S3Result<S3Response<PutObjectAclOutput>> {
     let i = req.input;
     api.load_object(&i.bucket, &i.key)?;
-    let grants = i.grant_full_control.is_some()
-        || i.grant_read.is_some()
-        || i.grant_read_acp.is_some()
-        || i.grant_write.is_some()
-        || i.grant_write_acp.is_some();
+    let grants = names_grants!(i);
     if !only_private(i.acl.as_ref().map(ObjectCannedACL::as_str), i.access_control_policy.as_ref(), grants, api) {
         return Err(acl_not_implemented("PutObjectAcl"));
     }
