@@ -93,3 +93,78 @@ def test_wrong_token_is_shown_as_an_error(web, corpus, tmp_path):
     assert report["status"].startswith("Upload refused (403)"), report["status"]
     assert report["shown"] == 0
     assert report["navigations"] == 0
+
+
+DIRECT = BROWSER_DIR / "direct.mjs"
+
+
+def test_app_on_another_origin_uploads_straight_to_s3(server_factory, corpus, tmp_path):
+    """A page served from one origin PUTs with a presigned URL, reads the
+    object back and posts a presigned form, all across origins under the
+    bucket's CORS rules; a page from an origin the rules do not name is
+    stopped by the browser itself, and nothing of it is stored."""
+    import base64
+
+    from conftest import free_port
+
+    srv = server_factory(roles="s3").start()
+    s3 = srv.s3()
+    s3.create_bucket(Bucket="direct")
+    allowed_port, blocked_port = free_port(), free_port()
+    s3.put_bucket_cors(
+        Bucket="direct",
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": [f"http://127.0.0.1:{allowed_port}"],
+                    "AllowedMethods": ["GET", "PUT", "POST"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 60,
+                }
+            ]
+        },
+    )
+    content = (corpus / "calla.png").read_bytes()
+    presign = lambda op, key, **p: s3.generate_presigned_url(  # noqa: E731
+        op, Params={"Bucket": "direct", "Key": key, **p}, ExpiresIn=300
+    )
+    plan = {
+        "allowed_port": allowed_port,
+        "blocked_port": blocked_port,
+        "put_url": presign("put_object", "put.png", ContentType="image/png"),
+        "get_url": presign("get_object", "put.png"),
+        "post": s3.generate_presigned_post(
+            "direct",
+            "form/${filename}",
+            Fields={"success_action_status": "201", "Content-Type": "image/png"},
+            Conditions=[{"success_action_status": "201"}, {"Content-Type": "image/png"}],
+            ExpiresIn=300,
+        ),
+        "blocked_put_url": presign("put_object", "blocked.png", ContentType="image/png"),
+        "content_b64": base64.b64encode(content).decode(),
+    }
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    result = subprocess.run(
+        [NODE, str(DIRECT), str(plan_file)],
+        cwd=BROWSER_DIR,
+        env=dict(os.environ, CHROMIUM=CHROMIUM),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, f"direct.mjs failed:\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    allowed, blocked = report["allowed"], report["blocked"]
+
+    assert allowed["put"]["status"] == 200, allowed
+    assert allowed["put"]["etag"], "ETag is exposed to the page by the rule"
+    assert allowed["get"] == {"status": 200, "same": True}, allowed
+    assert allowed["post"]["status"] == 201, allowed
+    assert "<Key>form/face.png</Key>" in allowed["post"]["body"], allowed
+    assert s3.get_object(Bucket="direct", Key="put.png")["Body"].read() == content
+    assert s3.get_object(Bucket="direct", Key="form/face.png")["Body"].read() == content
+
+    assert "error" in blocked["put"], f"the browser let a disallowed origin through: {blocked}"
+    assert "Contents" not in s3.list_objects_v2(Bucket="direct", Prefix="blocked")

@@ -842,6 +842,74 @@ async fn aws_chunked_is_not_kept_as_a_content_encoding() {
     server.shutdown().await;
 }
 
+/// A PUT in `Transfer-Encoding: chunked` with no Content-Length, over a raw
+/// socket (reqwest and the SDK always send a length): the signature signs
+/// `signed_body`'s hash; `chunks` are sent as HTTP chunks, and the
+/// terminating zero chunk only when `complete`. Returns (status, response).
+async fn chunked_put(
+    server: &TestServer,
+    path: &str,
+    signed_body: &[u8],
+    chunks: &[&[u8]],
+    complete: bool,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = server.endpoint().trim_start_matches("http://").to_owned();
+    let mut req = format!("PUT {path} HTTP/1.1\r\n");
+    for (k, v) in sign::headers("PUT", &host, path, "", signed_body, time::OffsetDateTime::now_utc()) {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    let mut sock = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    sock.write_all(req.as_bytes()).await.expect("head");
+    for chunk in chunks {
+        sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.expect("size");
+        sock.write_all(chunk).await.expect("chunk");
+        sock.write_all(b"\r\n").await.expect("crlf");
+    }
+    if complete {
+        sock.write_all(b"0\r\n\r\n").await.expect("last chunk");
+    } else {
+        sock.write_all(b"4000\r\npartial").await.expect("cut chunk");
+        sock.shutdown().await.expect("half-close");
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), sock.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), text)
+}
+
+#[tokio::test]
+async fn chunked_put_without_content_length_is_stored() {
+    let (server, s3) = start().await;
+    bucket(&s3, "chunky").await;
+    // Small (inline) and large (a blob, many chunks) bodies.
+    for (key, body) in [("small", pattern(1000, 1)), ("large", pattern(3 * MIB + 17, 2))] {
+        let chunks: Vec<&[u8]> = body.chunks(40_000).collect();
+        let (status, resp) = chunked_put(&server, &format!("/chunky/{key}"), &body, &chunks, true).await;
+        assert_eq!(status, 200, "{resp}");
+        assert!(resp.contains(&format!("\"{}\"", md5_hex(&body))), "ETag is the body's MD5: {resp}");
+        assert_eq!(get(&s3, "chunky", key).await, body);
+        let head = s3.head_object().bucket("chunky").key(key).send().await.expect("head");
+        assert_eq!(head.content_length(), Some(body.len() as i64));
+    }
+    // The signature still binds the body: other bytes than the signed ones are refused.
+    let (status, resp) = chunked_put(&server, "/chunky/forged", b"signed", &[b"other"], true).await;
+    assert_eq!(status, 400, "{resp}");
+    assert!(resp.contains("<Code>XAmzContentSHA256Mismatch</Code>"), "{resp}");
+    // A body cut off before its last chunk stores nothing.
+    let (status, _) = chunked_put(&server, "/chunky/cut", b"whatever", &[b"first"], false).await;
+    assert_ne!(status, 200);
+    for key in ["forged", "cut"] {
+        assert_eq!(code(s3.head_object().bucket("chunky").key(key).send().await), "NotFound", "{key}");
+    }
+    // Nothing spooled is left in the store's temp dir.
+    let tmp = server.config.data_dir.join("s3").join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp dir").collect();
+    assert!(left.is_empty(), "spool files left: {left:?}");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn object_and_bucket_tagging() {
     use aws_sdk_s3::types::{Tag, Tagging};

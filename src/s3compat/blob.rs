@@ -70,7 +70,8 @@ impl BlobDir {
 
     pub fn create_tmp(&self) -> io::Result<TmpFile> {
         let path = self.tmp.join(Self::new_id());
-        let file = File::create(&path)?;
+        // Readable too: a spooled body (`spool`) is read back through it.
+        let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         Ok(TmpFile { file, path, armed: true })
     }
 

@@ -1,16 +1,21 @@
 //! S3 as the listener sees it: what s3s does not do for a browser. A CORS
 //! preflight (`OPTIONS`, never signed) is answered here from the bucket's
 //! rules; every other request goes to s3s, and a response to a request with
-//! an `Origin` gets the matching rule's CORS headers, errors included.
+//! an `Origin` gets the matching rule's CORS headers, errors included. A
+//! chunked PUT without a length is spooled first (`spool`), and a form
+//! upload's `${filename}` filled in (`post_form`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use s3s::service::S3Service;
+use tokio::sync::Semaphore;
 
 use super::cors;
 use super::host::Hosts;
+use super::post_form;
+use super::spool;
 use super::store::Store;
 
 #[derive(Clone)]
@@ -18,17 +23,38 @@ pub struct S3Front {
     service: S3Service,
     store: Arc<Store>,
     hosts: Arc<Hosts>,
+    /// Turns for form uploads, which s3s holds in memory whole.
+    form_uploads: Arc<Semaphore>,
 }
 
 impl S3Front {
     pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>) -> Self {
-        Self { service, store, hosts }
+        let form_uploads = Arc::new(Semaphore::new(super::POST_OBJECT_CONCURRENCY));
+        Self { service, store, hosts, form_uploads }
     }
 
     pub async fn call(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
         if req.method() == Method::OPTIONS {
             return self.preflight(req.uri(), req.headers());
         }
+        let req = if spool::needs_spool(&req) {
+            match spool::spool(&self.store, req).await {
+                Ok(req) => req,
+                Err(resp) => return resp,
+            }
+        } else {
+            req
+        };
+        let form_upload = post_form::boundary(&req).is_some();
+        let (req, _turn) = match post_form::boundary(&req) {
+            Some(boundary) => {
+                // Never closed, so `acquire` cannot fail; without a turn the
+                // upload would merely not wait.
+                let turn = self.form_uploads.clone().acquire_owned().await.ok();
+                (post_form::substitute_filename(req, &boundary).await, turn)
+            }
+            None => (req, None),
+        };
         let origin = header(req.headers(), http::header::ORIGIN);
         let cors = origin.and_then(|o| Some((o.to_owned(), self.bucket_of(req.uri(), req.headers())?)));
         let method = req.method().clone();
@@ -39,6 +65,9 @@ impl S3Front {
                 xml_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "We encountered an internal error.")
             }
         };
+        if form_upload {
+            resp = post_form::as_aws_policy_error(resp);
+        }
         if let Some((origin, bucket)) = cors
             && let Some(rules) = self.rules(&bucket)
             && let Some(rule) = cors::matching(&rules, &origin, method.as_str(), &[])

@@ -176,9 +176,27 @@ pub fn discard(store: &Store, ingested: &Ingested) {
 
 /// A body that failed mid-stream: an aws-chunked signature error is passed
 /// through as s3s raised it; anything else is an incomplete body.
+/// What a failed body read tells the client: AWS's code, never the
+/// underlying error (logged instead).
 fn body_error(e: StdError) -> S3Error {
     match e.downcast::<S3Error>() {
         Ok(s3) => *s3,
-        Err(other) => s3_error!(IncompleteBody, "The request body ended early: {other}"),
+        // s3s's payload-hash stream error type is private; its text is the only tell.
+        Err(other) if other.to_string().contains("Sha256Mismatch") => {
+            let code = s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into());
+            let mut err = S3Error::with_message(
+                code,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            err.set_status_code(http::StatusCode::BAD_REQUEST);
+            err
+        }
+        Err(other) => {
+            tracing::debug!(error = %other, "request body ended early");
+            s3_error!(
+                IncompleteBody,
+                "You did not provide the number of bytes specified by the Content-Length HTTP header."
+            )
+        }
     }
 }

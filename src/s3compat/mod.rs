@@ -26,6 +26,8 @@ mod listing;
 mod meta;
 mod multipart;
 mod objects;
+mod post_form;
+mod spool;
 mod store;
 mod subresources;
 mod tagging;
@@ -73,6 +75,14 @@ pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
 /// through a presigned PUT or multipart, which stream to disk.
 pub const POST_OBJECT_MAX_FILE: u64 = 32 * 1024 * 1024;
 
+/// The most a presigned POST form's fields (all but the file) may hold.
+const FORM_MAX_FIELDS: usize = 1024 * 1024;
+
+/// Form uploads s3s may hold in memory at once (each up to
+/// `POST_OBJECT_MAX_FILE`); more wait their turn, so memory stays bounded
+/// however many browsers post together.
+pub const POST_OBJECT_CONCURRENCY: usize = 8;
+
 /// What s3s may hold in memory for one request. Its defaults let one
 /// request buffer a 20 MB XML document and a presigned POST's file whole
 /// (up to 5 GB); these keep every buffered body small. The XML limit still
@@ -83,6 +93,6 @@ fn body_limits() -> S3Config {
     config.xml_max_body_size = 4 * 1024 * 1024;
     config.post_object_max_file_size = POST_OBJECT_MAX_FILE;
     config.form_max_field_size = 64 * 1024;
-    config.form_max_fields_size = 1024 * 1024;
+    config.form_max_fields_size = FORM_MAX_FIELDS;
     config
 }

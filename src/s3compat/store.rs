@@ -132,6 +132,11 @@ impl Store {
 
     // ---- blob files ----
 
+    /// A temp file for a body of unknown length (`spool`); removed on drop.
+    pub fn create_spool(&self) -> std::io::Result<TmpFile> {
+        self.blobs.create_tmp()
+    }
+
     /// Appends `buf` to the upload's temp file (created on first use) and
     /// hands both back, `buf` emptied for reuse.
     pub async fn append_tmp(

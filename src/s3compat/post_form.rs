@@ -1,0 +1,253 @@
+//! Presigned POST (an HTML form upload) gets from s3s everything but one
+//! rule: AWS replaces `${filename}` in the form's `key` field with the name
+//! of the uploaded file. AWS requires the file to be the form's last field,
+//! so the head of the form, up to the file part's headers, is read first
+//! (at most `HEAD_MAX`, which is what s3s itself holds for the fields), the
+//! key rewritten there, and the file streamed on untouched.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, StreamBody};
+
+use super::front::xml_error;
+
+/// Beyond this the head is passed on as it is; s3s refuses a form whose
+/// fields exceed its own limit (`form_max_fields_size`) anyway.
+const HEAD_MAX: usize = super::FORM_MAX_FIELDS + 64 * 1024;
+const VARIABLE: &[u8] = b"${filename}";
+
+/// The multipart boundary of a POST form upload to a bucket, if `req` is one.
+pub fn boundary<B>(req: &Request<B>) -> Option<String> {
+    if req.method() != http::Method::POST {
+        return None;
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let (mime, params) = content_type.split_once(';')?;
+    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    params.split(';').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// `req` with `${filename}` in its `key` field replaced. A body that ends
+/// or fails early is passed on as far as it got: s3s answers that.
+pub async fn substitute_filename(req: Request<s3s::Body>, boundary: &str) -> Request<s3s::Body> {
+    let (mut parts, mut body) = req.into_parts();
+    let mut head = BytesMut::new();
+    let mut failed = None;
+    while head.len() <= HEAD_MAX && scan(&head, boundary.as_bytes()).file.is_none() {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let head = match rewrite(&head, boundary.as_bytes()) {
+        Some(rewritten) => {
+            let grown = rewritten.len() as i64 - head.len() as i64;
+            adjust_length(&mut parts.headers, grown);
+            rewritten
+        }
+        None => head.freeze(),
+    };
+    let first = futures_util::stream::iter([Ok(head)].into_iter().chain(failed.map(Err)));
+    let frames = first.chain(body).map_ok(http_body::Frame::data);
+    Request::from_parts(parts, s3s::Body::http_body(StreamBody::new(frames)))
+}
+
+fn adjust_length(headers: &mut http::HeaderMap, grown: i64) {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<i64>().ok());
+    if let Some(len) = declared {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from((len + grown).max(0)));
+    }
+}
+
+/// Where the fields of interest sit in a form's head.
+#[derive(Default, Debug, PartialEq)]
+struct Scan {
+    /// The `key` field's value (byte range).
+    key: Option<(usize, usize)>,
+    /// The file part's `filename`, once its headers are complete.
+    file: Option<String>,
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
+}
+
+fn scan(head: &[u8], boundary: &[u8]) -> Scan {
+    let delimiter = [b"--", boundary].concat();
+    let mut out = Scan::default();
+    let mut at = find(head, &delimiter, 0);
+    while let Some(start) = at {
+        let headers_from = start + delimiter.len() + 2; // the CRLF after the delimiter
+        let Some(headers_end) = find(head, b"\r\n\r\n", headers_from) else { break };
+        let headers = String::from_utf8_lossy(&head[headers_from.min(headers_end)..headers_end]);
+        let (name, filename) = disposition(&headers);
+        let value_from = headers_end + 4;
+        if name.as_deref() == Some("file") {
+            out.file = Some(filename.unwrap_or_default());
+            break;
+        }
+        let next = find(head, &delimiter, value_from);
+        if name.as_deref() == Some("key")
+            && let Some(next) = next
+        {
+            out.key = Some((value_from, next.saturating_sub(2).max(value_from)));
+        }
+        at = next;
+    }
+    out
+}
+
+/// The `name` and `filename` of a part's `Content-Disposition`.
+fn disposition(headers: &str) -> (Option<String>, Option<String>) {
+    let Some(line) = headers.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")) else {
+        return (None, None);
+    };
+    let param = |key: &str| {
+        line.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    (param("name").map(|n| n.to_ascii_lowercase()), param("filename"))
+}
+
+/// The head with the key's `${filename}` replaced; `None` when there is
+/// nothing to replace (no key, no variable, or no file part seen).
+fn rewrite(head: &[u8], boundary: &[u8]) -> Option<Bytes> {
+    let scan = scan(head, boundary);
+    let (from, to) = scan.key?;
+    let filename = scan.file?;
+    let key = &head[from..to];
+    let at = find(key, VARIABLE, 0)?;
+    let mut out = Vec::with_capacity(head.len() + filename.len());
+    out.extend_from_slice(&head[..from + at]);
+    out.extend_from_slice(filename.as_bytes());
+    out.extend_from_slice(&head[from + at + VARIABLE.len()..]);
+    Some(Bytes::from(out))
+}
+
+/// s3s answers a form that breaks its policy with 400 `InvalidPolicyDocument`
+/// (or, for a field the policy does not name, its own wording); AWS answers
+/// 403 `AccessDenied`, "Invalid according to Policy: ...". This turns the
+/// former into the latter; every other response passes unchanged.
+pub fn as_aws_policy_error(resp: Response<s3s::Body>) -> Response<s3s::Body> {
+    if !matches!(resp.status(), StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN) {
+        return resp;
+    }
+    let Some(body) = resp.body().bytes() else { return resp };
+    let text = String::from_utf8_lossy(&body);
+    let element = |name: &str| {
+        let (_, rest) = text.split_once(&format!("<{name}>"))?;
+        let (value, _) = rest.split_once(&format!("</{name}>"))?;
+        quick_xml::escape::unescape(value).ok().map(|v| v.into_owned())
+    };
+    let (Some(code), Some(message)) = (element("Code"), element("Message")) else { return resp };
+    match aws_policy_message(&code, &message) {
+        Some(message) => xml_error(StatusCode::FORBIDDEN, "AccessDenied", &message),
+        None => resp,
+    }
+}
+
+/// AWS's message for the policy failure s3s described, if it is one.
+fn aws_policy_message(code: &str, message: &str) -> Option<String> {
+    if code == "AccessDenied" {
+        let (_, rest) = message.split_once("must appear in the list of policy conditions. \"")?;
+        let (field, _) = rest.split_once("\" not specified")?;
+        return Some(format!("Invalid according to Policy: Extra input fields: {field}"));
+    }
+    if code != "InvalidPolicyDocument" {
+        return None;
+    }
+    let rest = message.strip_prefix("Policy condition '")?;
+    let (op, rest) = rest.split_once("' for field '")?;
+    let (field, rest) = rest.split_once("' failed: expected ")?;
+    let (expected, _) = rest.split_once("', got '")?; // the policy's own value comes first
+    let expected = expected.strip_prefix("prefix ").unwrap_or(expected).strip_prefix('\'')?;
+    let condition = serde_json::json!([op, format!("${field}"), expected]);
+    let condition = condition.to_string().replace("\",\"", "\", \"");
+    Some(format!("Invalid according to Policy: Policy Condition failed: {condition}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(fields: &[(&str, &str)], filename: &str) -> Vec<u8> {
+        let mut out = String::new();
+        for (k, v) in fields {
+            out.push_str(&format!("--XyZ\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"));
+        }
+        out.push_str(&format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: image/png\r\n\r\nPNGDATA\r\n--XyZ--\r\n"
+        ));
+        out.into_bytes()
+    }
+
+    #[test]
+    fn the_key_variable_takes_the_file_name() {
+        let body = form(&[("key", "u/${filename}"), ("policy", "abc")], "cat.png");
+        let out = rewrite(&body, b"XyZ").expect("rewritten");
+        let expected = form(&[("key", "u/cat.png"), ("policy", "abc")], "cat.png");
+        assert_eq!(out, Bytes::from(expected));
+    }
+
+    #[test]
+    fn only_the_key_field_changes() {
+        let body = form(&[("key", "plain"), ("x-amz-meta-n", "${filename}")], "cat.png");
+        assert_eq!(rewrite(&body, b"XyZ"), None);
+        assert_eq!(scan(&body, b"XyZ").file.as_deref(), Some("cat.png"));
+    }
+
+    #[test]
+    fn an_incomplete_head_is_not_rewritten() {
+        let body = form(&[("key", "u/${filename}")], "cat.png");
+        let cut = &body[..body.len() - 40]; // inside the file part's headers
+        assert_eq!(scan(cut, b"XyZ").file, None);
+        assert_eq!(rewrite(cut, b"XyZ"), None);
+    }
+
+    #[test]
+    fn policy_failures_read_as_aws_words_them() {
+        let starts = "Policy condition 'starts-with' for field 'key' failed: expected prefix 'u/', got 'x/a'";
+        assert_eq!(
+            aws_policy_message("InvalidPolicyDocument", starts).as_deref(),
+            Some("Invalid according to Policy: Policy Condition failed: [\"starts-with\", \"$key\", \"u/\"]")
+        );
+        let eq = "Policy condition 'eq' for field 'content-type' failed: expected 'image/png', got 'a', got 'b'";
+        assert_eq!(
+            aws_policy_message("InvalidPolicyDocument", eq).as_deref(),
+            Some("Invalid according to Policy: Policy Condition failed: [\"eq\", \"$content-type\", \"image/png\"]")
+        );
+        let extra = "Each form field that you specify in a form must appear in the list of policy conditions. \
+                     \"x-amz-meta-a\" not specified in the policy.";
+        assert_eq!(
+            aws_policy_message("AccessDenied", extra).as_deref(),
+            Some("Invalid according to Policy: Extra input fields: x-amz-meta-a")
+        );
+        assert_eq!(aws_policy_message("InvalidPolicyDocument", "failed to parse POST policy"), None);
+        assert_eq!(aws_policy_message("AccessDenied", "Access Denied"), None);
+    }
+
+    #[test]
+    fn boundary_from_content_type() {
+        let req = |ct: &str| Request::post("/b").header("content-type", ct).body(()).expect("request");
+        assert_eq!(boundary(&req("multipart/form-data; boundary=----abc")).as_deref(), Some("----abc"));
+        assert_eq!(boundary(&req("Multipart/Form-Data; boundary=\"q\"")).as_deref(), Some("q"));
+        assert_eq!(boundary(&req("application/xml")), None);
+    }
+}
