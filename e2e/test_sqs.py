@@ -111,6 +111,17 @@ def test_aws_cli_and_sts(sqs_server):
     assert identity["Arn"] == "arn:aws:iam::000000000000:root"
 
 
+def test_numeric_looking_account_id_from_env(server_factory):
+    """A string key set through the environment stays a string however it
+    looks: wave 1 exited on this account id ("found unsigned int")."""
+    srv = server_factory(roles="sqs", env={"CRUNCHBOX_AWS_ACCOUNT_ID": "123456789012"}).start()
+    sqs = client(srv)
+    url = sqs.create_queue(QueueName="acct")["QueueUrl"]
+    assert "/123456789012/acct" in url
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert arn == f"arn:aws:sqs:{REGION}:123456789012:acct"
+
+
 def test_query_protocol(sqs_server):
     status, body = signed(sqs_server, "sqs", {"Action": "CreateQueue", "QueueName": "query-q",
                                               "Attribute.1.Name": "DelaySeconds", "Attribute.1.Value": "0"})

@@ -7,8 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// `aws.max_connections` and `web.max_connections` unless set.
@@ -201,8 +202,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(env_provider()).merge(overrides);
-        let config: Config = fig.extract().map_err(|e| {
+        fig = fig.merge(EnvText(env_provider())).merge(overrides);
+        // Lossy: the environment gives text, so numeric and boolean keys are
+        // read from it; string keys stay exactly what was set.
+        let config: Config = fig.extract_lossy().map_err(|e| {
             let key = if e.path.is_empty() { "config".to_owned() } else { e.path.join(".") };
             ConfigError::Invalid { key, reason: e.kind.to_string() }
         })?;
@@ -298,6 +301,37 @@ fn env_provider() -> Env {
         })
 }
 
+/// The environment layer with every value kept as text. figment's own `Env`
+/// guesses types, so `CRUNCHBOX_AWS_ACCOUNT_ID=123456789012` became a number
+/// (and `000000000000` would become 0) and a string key refused it; numeric
+/// and boolean keys are read from the text by `extract_lossy`.
+struct EnvText(Env);
+
+impl Provider for EnvText {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, text) in self.0.iter() {
+            let value = Value::from(text.as_str());
+            match key.as_str().split_once('.') {
+                Some((section, name)) => {
+                    let entry = dict.entry(section.to_owned()).or_insert_with(|| Dict::new().into());
+                    if let Value::Dict(_, keys) = entry {
+                        keys.insert(name.to_owned(), value);
+                    }
+                }
+                None => {
+                    dict.insert(key.as_str().to_owned(), value);
+                }
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
 /// Accepts either a list or one comma-separated string.
 fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -328,6 +362,72 @@ mod tests {
             assert_eq!(c.web.public_url, "https://cdn.example");
             assert_eq!(c.web.upload_tokens, vec!["a", "b"]);
             assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            Ok(())
+        });
+    }
+
+    /// Every string key, set through the environment to text that looks like
+    /// a number or a boolean, comes back as exactly that text.
+    #[test]
+    fn string_keys_from_env_stay_text() {
+        figment::Jail::expect_with(|jail| {
+            let cases = [
+                ("CRUNCHBOX_AWS_ACCOUNT_ID", "000000000000"),
+                ("CRUNCHBOX_AWS_ACCESS_KEY_ID", "123"),
+                ("CRUNCHBOX_AWS_SECRET_ACCESS_KEY", "true"),
+                ("CRUNCHBOX_AWS_REGION", "1.5"),
+                ("CRUNCHBOX_AWS_DOMAIN", "false"),
+                ("CRUNCHBOX_AWS_ENDPOINT_URL", "8080"),
+                ("CRUNCHBOX_AWS_EXTRA_CREDENTIALS", "1:2"),
+                ("CRUNCHBOX_WEB_PUBLIC_URL", "http://1.2.3.4:5"),
+                ("CRUNCHBOX_WEB_UPLOAD_TOKENS", "007"),
+                ("CRUNCHBOX_BUCKETS_PRIVATE", "12345"),
+                ("CRUNCHBOX_BUCKETS_PUBLIC", "yes"),
+                ("CRUNCHBOX_QUEUE_NAME", "0x10"),
+                ("CRUNCHBOX_QUEUE_DLQ_NAME", "1e3"),
+                ("CRUNCHBOX_DATA_DIR", "42"),
+            ];
+            for (name, value) in cases {
+                jail.set_env(name, value);
+            }
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.aws.account_id, "000000000000");
+            assert_eq!(c.aws.access_key_id, "123");
+            assert_eq!(c.aws.secret_access_key, "true");
+            assert_eq!(c.aws.region, "1.5");
+            assert_eq!(c.aws.domain, "false");
+            assert_eq!(c.aws.endpoint_url.as_deref(), Some("8080"));
+            assert_eq!(c.aws.extra_credentials, vec!["1:2"]);
+            assert_eq!(c.web.public_url, "http://1.2.3.4:5");
+            assert_eq!(c.web.upload_tokens, vec!["007"]);
+            assert_eq!(c.buckets.private, "12345");
+            assert_eq!(c.buckets.public, "yes");
+            assert_eq!(c.queue.name, "0x10");
+            assert_eq!(c.queue.dlq_name, "1e3");
+            assert_eq!(c.data_dir, PathBuf::from("42"));
+
+            jail.set_env("CRUNCHBOX_AWS_ACCOUNT_ID", "123456789012");
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.aws.account_id, "123456789012");
+            Ok(())
+        });
+    }
+
+    /// Numeric keys still parse from environment text, and a bad one names
+    /// its key.
+    #[test]
+    fn numeric_keys_from_env_parse() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CRUNCHBOX_QUEUE_MAX_RECEIVE_COUNT", "7");
+            jail.set_env("CRUNCHBOX_WEB_MAX_UPLOAD_BYTES", "1024");
+            jail.set_env("CRUNCHBOX_CRUNCH_CONCURRENCY", "3");
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.queue.max_receive_count, 7);
+            assert_eq!(c.web.max_upload_bytes, 1024);
+            assert_eq!(c.crunch.concurrency, 3);
+            jail.set_env("CRUNCHBOX_CRUNCH_CONCURRENCY", "many");
+            let err = Config::load(None, Figment::new()).expect_err("must fail").to_string();
+            assert!(err.contains("crunch.concurrency"), "{err}");
             Ok(())
         });
     }

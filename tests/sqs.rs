@@ -12,22 +12,9 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
+use common::sqs::{create, server};
 use common::{ACCESS_KEY, SECRET_KEY, TestServer};
 use crunchbox::cli::Role;
-
-async fn server() -> (TestServer, Client) {
-    let server = TestServer::start(&[Role::Sqs]).await;
-    let client = server.sqs().await;
-    (server, client)
-}
-
-async fn create(client: &Client, name: &str, attrs: &[(QueueAttributeName, &str)]) -> String {
-    let mut req = client.create_queue().queue_name(name);
-    for (k, v) in attrs {
-        req = req.attributes(k.clone(), *v);
-    }
-    req.send().await.expect("create queue").queue_url.expect("queue url")
-}
 
 async fn attr(client: &Client, url: &str, name: QueueAttributeName) -> String {
     let out = client.get_queue_attributes().queue_url(url).attribute_names(name.clone()).send().await.unwrap();

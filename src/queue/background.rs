@@ -1,6 +1,7 @@
 //! The store's housekeeping task (mini-redis's purge task, for SQS): drops
 //! messages past their retention period and forgets FIFO deduplication ids
-//! after five minutes. Delays and visibility deadlines need no task: a long
+//! after five minutes, and runs message move tasks a second's worth at a
+//! time. Delays and visibility deadlines need no task: a long
 //! poll sleeps until the next deadline itself.
 
 use std::sync::{Mutex, Weak};
@@ -37,6 +38,11 @@ impl Background {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(expired = n, "dropped messages past their retention period"),
                         Err(e) => tracing::warn!(error = %e, "queue housekeeping failed"),
+                    }
+                    match store.run_moves() {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(moved = n, "message move tasks moved messages"),
+                        Err(e) => tracing::warn!(error = %e, "message move tasks failed"),
                     }
                 }
             })

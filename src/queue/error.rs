@@ -26,6 +26,7 @@ pub enum Code {
     InvalidBatchEntryId,
     BatchRequestTooLong,
     UnsupportedOperation,
+    ResourceNotFound,
     InvalidAttributeName,
     InvalidAttributeValue,
     InvalidAddress,
@@ -56,6 +57,7 @@ impl Code {
             Code::InvalidBatchEntryId => "AWS.SimpleQueueService.InvalidBatchEntryId",
             Code::BatchRequestTooLong => "AWS.SimpleQueueService.BatchRequestTooLong",
             Code::UnsupportedOperation => "AWS.SimpleQueueService.UnsupportedOperation",
+            Code::ResourceNotFound => "ResourceNotFoundException",
             Code::InvalidAttributeName => "InvalidAttributeName",
             Code::InvalidAttributeValue => "InvalidAttributeValue",
             Code::InvalidAddress => "InvalidAddress",
@@ -146,6 +148,15 @@ impl From<StoreError> for SqsError {
                  is beyond the limit [43200 seconds]",
             ),
             StoreError::NotInflight => SqsError::new(Code::MessageNotInflight, "The message is not in flight."),
+            StoreError::MoveRunning => SqsError::new(
+                Code::UnsupportedOperation,
+                "There is already a task running. Only one active task is allowed for a source queue arn at a given \
+                 time.",
+            ),
+            StoreError::NoMoveTask => SqsError::new(Code::ResourceNotFound, "Task does not exist."),
+            StoreError::MoveNotRunning => {
+                SqsError::new(Code::UnsupportedOperation, "Only a task in RUNNING status can be cancelled.")
+            }
             other => {
                 let at = std::panic::Location::caller();
                 tracing::error!(error = %other, %at, "queue store failed");

@@ -26,8 +26,10 @@ const MAPS: [(&str, &str, &str); 4] = [
 ];
 
 /// Flattened lists of strings: `AttributeName.N`.
-const LISTS: [(&str, &str); 4] = [
+const LISTS: [(&str, &str); 6] = [
     ("AttributeName", "AttributeNames"),
+    ("AWSAccountId", "AWSAccountIds"),
+    ("ActionName", "Actions"),
     ("MessageAttributeName", "MessageAttributeNames"),
     ("MessageSystemAttributeName", "MessageSystemAttributeNames"),
     ("TagKey", "TagKeys"),
@@ -160,7 +162,8 @@ fn render_members(action: &str, m: &Map<String, Value>, out: &mut String) {
             ("Tags", Value::Object(map)) => render_map(map, "Tag", "Key", out),
             ("QueueUrls" | "queueUrls", Value::Array(items)) => render_list(items, "QueueUrl", action, out),
             ("Messages", Value::Array(items)) => render_list(items, "Message", action, out),
-            ("Successful", Value::Array(items)) => {
+            // Batch successes and ListMessageMoveTasks's results.
+            ("Successful" | "Results", Value::Array(items)) => {
                 let tag = format!("{action}ResultEntry");
                 render_list(items, &tag, action, out);
             }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sqs;
+
 use std::net::SocketAddr;
 use std::path::Path;
 

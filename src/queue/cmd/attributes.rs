@@ -107,6 +107,20 @@ pub fn normalize(ctx: &Ctx<'_>, name: &str, value: &str, fifo: bool) -> Result<O
     }
 }
 
+/// Rules across attributes: FIFO's per-group throughput needs per-group
+/// deduplication (AWS's high-throughput mode is the two together).
+pub fn check_together(attributes: &BTreeMap<String, String>) -> Result<(), SqsError> {
+    let per_group_limit = attributes.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId");
+    let per_group_dedup = attributes.get("DeduplicationScope").is_some_and(|v| v == "messageGroup");
+    if per_group_limit && !per_group_dedup {
+        return Err(bad_value(
+            "FifoThroughputLimit",
+            "The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup.",
+        ));
+    }
+    Ok(())
+}
+
 fn redrive(ctx: &Ctx<'_>, value: &str, fifo: bool) -> Result<Option<String>, SqsError> {
     if value.is_empty() {
         return Ok(None);
@@ -173,12 +187,19 @@ pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let (meta, settings) = q.meta()?;
     let given = input.str_map("Attributes")?;
     let mut changes = Vec::new();
+    let mut after = meta.attributes.clone();
     for (name, value) in &given {
         if name == "FifoQueue" && meta.attributes.get("FifoQueue").map(String::as_str) != Some(value.as_str()) {
             return Err(bad_value(name, "Modifying queue type is not supported."));
         }
-        changes.push((name.clone(), normalize(ctx, name, value, settings.fifo)?));
+        let value = normalize(ctx, name, value, settings.fifo)?;
+        match &value {
+            Some(v) => after.insert(name.clone(), v.clone()),
+            None => after.remove(name),
+        };
+        changes.push((name.clone(), value));
     }
+    check_together(&after)?;
     ctx.store()
         .update_meta(&q, |meta| {
             for (name, value) in changes {
@@ -187,6 +208,7 @@ pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
                     None => meta.attributes.remove(&name),
                 };
             }
+            Ok::<_, SqsError>(())
         })
         .await?;
     Ok(json!({}))

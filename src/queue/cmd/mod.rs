@@ -5,6 +5,8 @@
 pub mod attributes;
 mod batch;
 mod delete;
+mod moves;
+mod permissions;
 mod queues;
 mod receive;
 mod send;
@@ -101,6 +103,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, action: &str, input: Input) -> Result<Value
         "TagQueue" => tags::tag(ctx, &input).await,
         "UntagQueue" => tags::untag(ctx, &input).await,
         "ListQueueTags" => tags::list(ctx, &input),
+        "AddPermission" => permissions::add(ctx, &input).await,
+        "RemovePermission" => permissions::remove(ctx, &input).await,
+        "StartMessageMoveTask" => moves::start(ctx, &input).await,
+        "ListMessageMoveTasks" => moves::list(ctx, &input),
+        "CancelMessageMoveTask" => moves::cancel(ctx, &input).await,
         other => Err(SqsError::new(Code::InvalidAction, format!("The action {other} is not valid for this endpoint."))),
     }
 }

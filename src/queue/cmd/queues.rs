@@ -48,6 +48,7 @@ pub async fn create(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
             None => attrs.remove(k),
         };
     }
+    attributes::check_together(&attrs)?;
     if let Created::Existing(q) = ctx.store().create_queue(name, attrs, tags).await? {
         let (meta, _) = q.meta()?;
         for (k, v) in normalized {

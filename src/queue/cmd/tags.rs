@@ -23,7 +23,12 @@ pub async fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     if total > MAX_TAGS {
         return Err(SqsError::invalid(format!("Too many tags: a queue can have at most {MAX_TAGS}.")));
     }
-    ctx.store().update_meta(&q, |meta| meta.tags.extend(tags)).await?;
+    ctx.store()
+        .update_meta(&q, |meta| {
+            meta.tags.extend(tags);
+            Ok::<_, SqsError>(())
+        })
+        .await?;
     Ok(json!({}))
 }
 
@@ -38,6 +43,7 @@ pub async fn untag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
             for k in &keys {
                 meta.tags.remove(k);
             }
+            Ok::<_, SqsError>(())
         })
         .await?;
     Ok(json!({}))

@@ -46,8 +46,13 @@ impl Store {
             return Err(StoreError::NoQueue);
         }
         let now = now_ms();
-        if let Some(dedup_id) = &msg.dedup_id
-            && let Some(e) = st.dedup.get(dedup_id)
+        // With DeduplicationScope=messageGroup an id repeats only within its group.
+        let dedup_key = msg.dedup_id.as_ref().map(|id| match (&msg.group_id, st.settings.dedup_per_group) {
+            (Some(group), true) => format!("{group}\u{1f}{id}"),
+            _ => id.clone(),
+        });
+        if let Some(key) = &dedup_key
+            && let Some(e) = st.dedup.get(key)
             && e.expires > now
         {
             return Ok(SendOutcome { message_id: e.message_id.clone(), sequence_number: e.sequence_number.clone() });
@@ -68,13 +73,13 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(&model::body_key(q.id, seq)[..], body);
         batch.insert(&model::state_key(q.id, seq)[..], state.encode());
-        let dedup = msg.dedup_id.as_ref().map(|id| {
+        let dedup = dedup_key.map(|key| {
             let e = DedupEntry {
                 expires: now + DEDUP_WINDOW_MS,
                 message_id: msg.id.clone(),
                 sequence_number: msg.sequence_number.clone(),
             };
-            (id.clone(), e)
+            (key, e)
         });
         if let Some((id, e)) = &dedup {
             let v = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -286,9 +291,9 @@ fn ready(st: &super::QueueState, now: u64, max: usize) -> Vec<u64> {
 }
 
 /// FIFO queue: messages in order, skipping every group that has a message in
-/// flight or a message not yet visible ahead of the rest.
+/// flight, and delayed messages.
 fn fifo_candidates(st: &super::QueueState, now: u64, max: usize) -> Vec<u64> {
-    let mut blocked: HashSet<Option<Arc<str>>> =
+    let blocked: HashSet<Option<Arc<str>>> =
         st.msgs.values().filter(|m| m.in_flight(now)).map(|m| m.group.clone()).collect();
     let mut out = Vec::new();
     for (&seq, m) in &st.msgs {
@@ -298,8 +303,9 @@ fn fifo_candidates(st: &super::QueueState, now: u64, max: usize) -> Vec<u64> {
         if blocked.contains(&m.group) {
             continue;
         }
+        // Not yet visible and not in flight: delayed. A delayed message
+        // holds back nothing; an in-flight one blocked its group above.
         if m.visible_at > now {
-            blocked.insert(m.group.clone());
             continue;
         }
         out.push(seq);

@@ -8,6 +8,7 @@
 
 mod messages;
 pub mod model;
+mod moves;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::durable::{self, CommitError, Committer, DurableError};
 
 pub use messages::{ReceiveOptions, Received, SendOutcome};
 use model::{DedupEntry, MsgState, QueueMeta, Settings};
+pub use moves::{MoveStatus, MoveTask};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,6 +43,12 @@ pub enum StoreError {
     NotInflight,
     #[error("visibility timeout beyond 12 hours from the first receive")]
     VisibilityTooLong,
+    #[error("a message move task is already running for this source")]
+    MoveRunning,
+    #[error("no such message move task")]
+    NoMoveTask,
+    #[error("the message move task is not running")]
+    MoveNotRunning,
 }
 
 /// Sequence numbers are reserved in blocks of this size (see `alloc_seq`).
@@ -159,6 +167,8 @@ pub struct Store {
     handle_key: [u8; 32],
     /// `arn:aws:sqs:REGION:ACCOUNT:`, for DeadLetterQueueSourceArn.
     arn_prefix: String,
+    /// Message move tasks, oldest first (see [`moves`]).
+    moves: Mutex<Vec<MoveTask>>,
 }
 
 impl Store {
@@ -181,8 +191,10 @@ impl Store {
             seq_mark: Mutex::new(0),
             handle_key,
             arn_prefix,
+            moves: Mutex::new(Vec::new()),
         };
         store.load()?;
+        *store.moves() = store.load_moves()?;
         Ok(store)
     }
 
@@ -296,19 +308,29 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a queue's metadata under its lock; resolves once it is durable.
-    pub async fn update_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
+    /// Changes a queue's metadata under its lock (so a check in `change`
+    /// sees no other change in between); an error from `change` changes
+    /// nothing. Resolves once the change is durable.
+    pub async fn update_meta<E: From<StoreError>>(
+        &self,
+        q: &Queue,
+        change: impl FnOnce(&mut QueueMeta) -> Result<(), E>,
+    ) -> Result<(), E> {
         self.change_meta(q, change)?;
-        self.durable(0).await
+        Ok(self.durable(0).await?)
     }
 
-    fn change_meta(&self, q: &Queue, change: impl FnOnce(&mut QueueMeta)) -> Result<(), StoreError> {
+    fn change_meta<E: From<StoreError>>(
+        &self,
+        q: &Queue,
+        change: impl FnOnce(&mut QueueMeta) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut st = q.lock();
         if st.deleted {
-            return Err(StoreError::NoQueue);
+            return Err(StoreError::NoQueue.into());
         }
         let mut meta = st.meta.clone();
-        change(&mut meta);
+        change(&mut meta)?;
         meta.modified = now_ms() / 1000;
         self.write_meta(&meta)?;
         st.settings = Settings::from_attributes(&meta.attributes);

@@ -46,6 +46,8 @@ pub struct Settings {
     pub max_size: usize,
     pub fifo: bool,
     pub content_dedup: bool,
+    /// `DeduplicationScope=messageGroup`: ids repeat only within a group.
+    pub dedup_per_group: bool,
     /// Dead-letter queue name and maxReceiveCount.
     pub redrive: Option<(String, u32)>,
 }
@@ -62,6 +64,7 @@ impl Settings {
             max_size: num("MaximumMessageSize", 1_048_576) as usize,
             fifo: a.get("FifoQueue").is_some_and(|v| v == "true"),
             content_dedup: a.get("ContentBasedDeduplication").is_some_and(|v| v == "true"),
+            dedup_per_group: a.get("DeduplicationScope").is_some_and(|v| v == "messageGroup"),
             redrive,
         }
     }
