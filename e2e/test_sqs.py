@@ -258,3 +258,65 @@ def test_kill9_right_after_queue_changes_keeps_them(server_factory):
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
             assert attrs["VisibilityTimeout"] == str(100 + round_), name
             assert sqs.list_queue_tags(QueueUrl=url).get("Tags") == {"round": str(round_)}, name
+
+
+def drain(sqs, url):
+    """Every message left in `url` (received and deleted), by body."""
+    bodies, empty = [], 0
+    while empty < 2:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        empty = 0 if msgs else empty + 1
+        for m in msgs:
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return bodies
+
+
+def test_kill9_during_a_message_move_task(server_factory):
+    """A redrive killed mid-way resumes after the restart: every message is
+    in exactly one queue, none lost, none doubled."""
+    srv = server_factory(roles="sqs").start()
+    sqs = client(srv)
+    dlq = sqs.create_queue(QueueName="dead")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    live = sqs.create_queue(
+        QueueName="live",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
+    )["QueueUrl"]
+    sent = [f"m{i}" for i in range(40)]
+    for i in range(0, len(sent), 10):
+        sqs.send_message_batch(QueueUrl=live, Entries=[{"Id": b, "MessageBody": b} for b in sent[i:i + 10]])
+    # Received once each (visible again at once), then moved on a later receive.
+    def dead_count():
+        attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+    deadline = time.monotonic() + 30
+    while dead_count() < len(sent) and time.monotonic() < deadline:
+        sqs.receive_message(QueueUrl=live, MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert dead_count() == len(sent)
+
+    sqs.start_message_move_task(SourceArn=dlq_arn, MaxNumberOfMessagesPerSecond=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        task = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+        if task["ApproximateNumberOfMessagesMoved"] >= 5:
+            break
+        time.sleep(0.1)
+    assert task["Status"] == "RUNNING" and task["ApproximateNumberOfMessagesMoved"] < len(sent), task
+    srv.kill9()
+
+    srv.start()
+    sqs = client(srv)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]
+        if task["Status"] != "RUNNING":
+            break
+        time.sleep(0.2)
+    moved_back, left = drain(sqs, live), drain(sqs, dlq)
+    assert task["Status"] == "COMPLETED", task
+    assert task["ApproximateNumberOfMessagesMoved"] == len(sent)
+    assert task["ApproximateNumberOfMessagesToMove"] == len(sent)
+    assert sorted(moved_back) == sorted(sent), (len(moved_back), len(left))
+    assert left == []
