@@ -22,6 +22,20 @@ documentation and moto does not, or where the two are both allowed):
   message deletes it. AWS says such a delete "might not" take effect; always
   deleting means an acknowledged delete is never undone by a redelivery that
   raced it. (Not in the script: moto behaves the same.)
+- SendMessageBatch to a FIFO queue answers an entry without MessageGroupId
+  (or without a deduplication id where content-based deduplication is off)
+  as a Failed entry, the rest of the batch going through: AWS's batch
+  actions report per entry. moto fails the whole request.
+- MessageDeduplicationId on a standard queue is InvalidParameterValue ("The
+  request include parameter that is not valid for this queue type", AWS's
+  rule); moto ignores the field.
+- MessageRetentionPeriod below 60 is InvalidAttributeValue (AWS's documented
+  range is 60 to 1,209,600); moto accepts 1.
+- ReceiptHandleIsInvalid says `The input receipt handle "X" is not a valid
+  receipt handle.` (AWS's text); moto says "The input receipt handle is
+  invalid."
+- Out of the script, moto's suite also differs on: queues are one namespace
+  for every region here (AWS and moto keep one per region).
 """
 
 import json
@@ -60,6 +74,12 @@ KNOWN = {
     "set-bad-attribute": _ours_rejects("InvalidAttributeName"),
     "redrive-policy": _same_json_policy,
     "fifo-dedup-same-id": lambda ours, moto: ours == {"same": True} and moto == {"same": False},
+    "fifo-batch-no-group": lambda ours, moto: (
+        [f["Code"] for f in ours.get("Failed", [])] == ["MissingParameter"]
+        and [e["Id"] for e in ours.get("Successful", [])] == ["ok"]
+        and moto.get("Error", {}).get("Code") == "MissingParameter"),
+    "standard-dedup-id": _ours_rejects("InvalidParameterValue"),
+    "create-short-retention": _ours_rejects("InvalidAttributeValue"),
 }
 
 
@@ -163,6 +183,48 @@ def script(sqs):
     call(sqs.send_message, QueueUrl=fifo, MessageBody="f2", MessageGroupId="g", MessageDeduplicationId="d2")
     got = call(sqs.receive_message, QueueUrl=fifo, MaxNumberOfMessages=10, AttributeNames=["All"])
     yield "fifo-receive", [m["Body"] for m in got.get("Messages", [])]
+    yield "fifo-delay-zero", call(sqs.send_message, QueueUrl=fifo, MessageBody="z", MessageGroupId="g",
+                                  MessageDeduplicationId="d0", DelaySeconds=0)
+    yield "fifo-delay-five", call(sqs.send_message, QueueUrl=fifo, MessageBody="z", MessageGroupId="g",
+                                  MessageDeduplicationId="d5", DelaySeconds=5)
+    yield "fifo-batch-no-group", call(sqs.send_message_batch, QueueUrl=fifo, Entries=[
+        {"Id": "ok", "MessageBody": "a", "MessageGroupId": "g", "MessageDeduplicationId": "b1"},
+        {"Id": "nogroup", "MessageBody": "b", "MessageDeduplicationId": "b2"}])
+    yield "standard-dedup-id", call(sqs.send_message, QueueUrl=url, MessageBody="x", MessageDeduplicationId="d")
+    yield "create-short-retention", call(sqs.create_queue, QueueName="short",
+                                         Attributes={"MessageRetentionPeriod": "1"})
+    yield "create-standard-fifo-false", call(sqs.create_queue, QueueName="plain",
+                                             Attributes={"FifoQueue": "false"})
+    yield "create-name-with-space", call(sqs.create_queue, QueueName="spaced",
+                                         Attributes={"VisibilityTimeout ": "45"})
+    yield "spaced-attribute", call(sqs.get_queue_attributes, QueueUrl=url.replace("diff-q", "spaced"),
+                                   AttributeNames=["VisibilityTimeout"])
+    yield "bare-name-url", call(sqs.send_message, QueueUrl="diff-q", MessageBody="by name")
+    yield "bad-address", call(sqs.get_queue_attributes, QueueUrl="http://not-a-queue-address")
+    yield "batch-entry-too-big", call(sqs.send_message_batch, QueueUrl=url, Entries=[
+        {"Id": "big", "MessageBody": "x" * (1024 * 1024 + 1)}])
+    yield "batch-bad-delay", call(sqs.send_message_batch, QueueUrl=url, Entries=[
+        {"Id": "late", "MessageBody": "x", "DelaySeconds": 1800}])
+
+    # An older receive's handle still changes visibility (AWS-verified in moto).
+    old = call(sqs.create_queue, QueueName="old-handle", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    call(sqs.send_message, QueueUrl=old, MessageBody="o")
+    first = call(sqs.receive_message, QueueUrl=old)["Messages"][0]
+    time.sleep(1.5)
+    call(sqs.receive_message, QueueUrl=old, WaitTimeSeconds=2)
+    yield "old-handle-visibility", call(sqs.change_message_visibility, QueueUrl=old,
+                                        ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=30)
+
+    yield "permission-add", call(sqs.add_permission, QueueUrl=url, Label="l1", AWSAccountIds=["111111111111"],
+                                 Actions=["SendMessage"])
+    yield "permission-add-again", call(sqs.add_permission, QueueUrl=url, Label="l1",
+                                       AWSAccountIds=["111111111111"], Actions=["SendMessage"])
+    yield "permission-too-many", call(sqs.add_permission, QueueUrl=url, Label="l2",
+                                      AWSAccountIds=["111111111111"], Actions=["SendMessage"] * 8)
+    yield "permission-policy", json.loads(call(sqs.get_queue_attributes, QueueUrl=url,
+                                               AttributeNames=["Policy"])["Attributes"]["Policy"])
+    yield "permission-remove-missing", call(sqs.remove_permission, QueueUrl=url, Label="nope")
+    yield "permission-remove", call(sqs.remove_permission, QueueUrl=url, Label="l1")
     yield "purge", call(sqs.purge_queue, QueueUrl=url)
     yield "delete-queue", call(sqs.delete_queue, QueueUrl=url)
     yield "deleted-queue-send", call(sqs.send_message, QueueUrl=url, MessageBody="x")

@@ -29,7 +29,6 @@ pub enum Code {
     ResourceNotFound,
     InvalidAttributeName,
     InvalidAttributeValue,
-    InvalidAddress,
     OverLimit,
     InvalidParameterValue,
     MissingParameter,
@@ -60,7 +59,6 @@ impl Code {
             Code::ResourceNotFound => "ResourceNotFoundException",
             Code::InvalidAttributeName => "InvalidAttributeName",
             Code::InvalidAttributeValue => "InvalidAttributeValue",
-            Code::InvalidAddress => "InvalidAddress",
             Code::OverLimit => "OverLimit",
             Code::InvalidParameterValue => "InvalidParameterValue",
             Code::MissingParameter => "MissingParameter",
@@ -94,6 +92,8 @@ impl Code {
         match self {
             Code::Auth(_, status) => StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
             Code::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+            // AddPermission's "n Actions were found" answers 403, as on AWS.
+            Code::OverLimit => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

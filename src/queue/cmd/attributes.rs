@@ -68,9 +68,19 @@ fn bad_value(name: &str, reason: &str) -> SqsError {
     SqsError::new(Code::InvalidAttributeValue, format!("Invalid value for the parameter {name}. Reason: {reason}"))
 }
 
+/// `Attributes` as given, names trimmed (`"VisibilityTimeout "` is
+/// `VisibilityTimeout`, as moto's suite sends it).
+pub fn given(input: &Input) -> Result<BTreeMap<String, String>, SqsError> {
+    Ok(input.str_map("Attributes")?.into_iter().map(|(k, v)| (k.trim().to_owned(), v)).collect())
+}
+
 /// Checks one settable attribute and returns its canonical spelling
 /// (`None`: the empty value that clears it).
 pub fn normalize(ctx: &Ctx<'_>, name: &str, value: &str, fifo: bool) -> Result<Option<String>, SqsError> {
+    // A standard queue may say what it is not.
+    if name == "FifoQueue" && !fifo && value.eq_ignore_ascii_case("false") {
+        return Ok(None);
+    }
     if !(SETTABLE.contains(&name) || (fifo && FIFO_ONLY.contains(&name))) {
         return Err(SqsError::new(Code::InvalidAttributeName, format!("Unknown Attribute {name}.")));
     }
@@ -185,7 +195,7 @@ pub fn get(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
 pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let q = ctx.queue(input)?;
     let (meta, settings) = q.meta()?;
-    let given = input.str_map("Attributes")?;
+    let given = given(input)?;
     let mut changes = Vec::new();
     let mut after = meta.attributes.clone();
     for (name, value) in &given {

@@ -62,22 +62,18 @@ impl Ctx<'_> {
 
     /// `http://host/ACCOUNT/NAME` → `NAME`. Any host is accepted: clients
     /// reach the same process as `localhost`, `127.0.0.1` or a container name.
+    /// A bare queue name is accepted as AWS accepts it; anything else names
+    /// no queue (AWS answers a malformed URL with NonExistentQueue too).
     fn name_from_url(&self, url: &str) -> Result<String, SqsError> {
         let path = match url.split_once("://") {
             Some((_, rest)) => rest.split_once('/').map(|(_, p)| p).unwrap_or(""),
-            None if url.starts_with('/') => url,
-            None => {
-                return Err(SqsError::new(
-                    Code::InvalidAddress,
-                    format!("The address {url} is not valid for this endpoint."),
-                ));
-            }
+            None => url,
         };
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
             [account, name] if *account == self.svc.account => Ok((*name).to_owned()),
-            [_, _] | [_] => Err(SqsError::no_queue()),
-            _ => Err(SqsError::new(Code::InvalidAddress, format!("The address {url} is not valid for this endpoint."))),
+            [name] if !url.contains("://") => Ok((*name).to_owned()),
+            _ => Err(SqsError::no_queue()),
         }
     }
 }

@@ -23,7 +23,7 @@ fn valid_name(name: &str) -> bool {
 /// CreateQueue: idempotent when the given attributes match the queue's.
 pub async fn create(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let name = input.required_str("QueueName")?;
-    let given = input.str_map("Attributes")?;
+    let given = attributes::given(input)?;
     let mut tags = input.str_map("tags")?;
     tags.extend(input.str_map("Tags")?);
     let fifo_attr = given.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true"));

@@ -72,15 +72,18 @@ fn attributes(map: Option<&Map<String, Value>>, what: &str) -> Result<(BTreeMap<
     let mut size = 0;
     for (name, v) in map {
         if !valid_attribute_name(name) {
-            return Err(SqsError::invalid(format!("Message ({what}) attribute name '{name}' is invalid.")));
+            return Err(SqsError::invalid(format!(
+                "The message attribute name '{name}' is invalid. Attribute name can contain A-Z, a-z, 0-9, \
+                 underscore (_), hyphen (-), and period (.) characters."
+            )));
         }
         let v = Input::from_value(v.clone())?;
         let data_type = v.str("DataType")?.unwrap_or("");
         let base = data_type.split('.').next().unwrap_or("");
         if !matches!(base, "String" | "Number" | "Binary") {
             return Err(SqsError::invalid(format!(
-                "The type of message ({what}) attribute '{name}' is invalid. You must use only the following \
-                 supported type prefixes: Binary, Number, String."
+                "The message attribute '{name}' has an invalid message attribute type, the set of supported type \
+                 prefixes is Binary, Number, and String."
             )));
         }
         if v.get("StringListValues").is_some() || v.get("BinaryListValues").is_some() {
@@ -117,6 +120,13 @@ fn attributes(map: Option<&Map<String, Value>>, what: &str) -> Result<(BTreeMap<
     Ok((out, size))
 }
 
+fn not_for_this_queue_type(param: &str, value: &str) -> SqsError {
+    SqsError::invalid(format!(
+        "Value {value} for parameter {param} is invalid. Reason: The request include parameter that is not valid \
+         for this queue type."
+    ))
+}
+
 /// FIFO group and deduplication ids: 1–128 printable ASCII characters.
 fn valid_fifo_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
@@ -125,12 +135,15 @@ fn valid_fifo_id(id: &str) -> bool {
 fn prepare(ctx: &Ctx<'_>, settings: &Settings, e: &Input) -> Result<Prepared, SqsError> {
     let body = e.str("MessageBody")?.ok_or_else(|| SqsError::missing("MessageBody"))?;
     check_body(body)?;
-    let delay = e.int_in("DelaySeconds", 0..=900)?;
-    if settings.fifo && delay.is_some() {
-        return Err(SqsError::invalid(
-            "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid \
-             for this queue type.",
-        ));
+    let delay = e.int("DelaySeconds")?;
+    if let Some(d) = delay.filter(|d| !(0..=900).contains(d)) {
+        return Err(SqsError::invalid(format!(
+            "Value {d} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+        )));
+    }
+    // FIFO queues have no per-message delay; an explicit 0 asks for none.
+    if let Some(d) = delay.filter(|&d| settings.fifo && d > 0) {
+        return Err(not_for_this_queue_type("DelaySeconds", &d.to_string()));
     }
     let (attrs, attr_size) = attributes(e.object("MessageAttributes")?, "user")?;
     let (system, _) = attributes(e.object("MessageSystemAttributes")?, "system")?;
@@ -164,11 +177,8 @@ fn prepare(ctx: &Ctx<'_>, settings: &Settings, e: &Input) -> Result<Prepared, Sq
             }
             dedup_id = Some(hex::encode(Sha256::digest(body.as_bytes())));
         }
-    } else if dedup_id.is_some() {
-        return Err(SqsError::invalid(
-            "Value for parameter MessageDeduplicationId is invalid. Reason: The request include parameter that is \
-             not valid for this queue type.",
-        ));
+    } else if let Some(id) = &dedup_id {
+        return Err(not_for_this_queue_type("MessageDeduplicationId", id));
     }
     let msg = StoredMessage {
         id: uuid::Uuid::new_v4().to_string(),
@@ -228,7 +238,15 @@ pub async fn send_batch(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError>
         .iter()
         .map(|e| (e.str("Id").ok().flatten().unwrap_or("").to_owned(), prepare(ctx, &settings, e)))
         .collect();
-    let total: usize = prepared.iter().filter_map(|(_, p)| p.as_ref().ok()).map(|p| p.size).sum();
+    // The cap is on the request: an entry refused on its own still counts.
+    let total: usize = prepared
+        .iter()
+        .zip(&entries)
+        .map(|((_, p), e)| match p {
+            Ok(p) => p.size,
+            Err(_) => e.str("MessageBody").ok().flatten().map_or(0, str::len),
+        })
+        .sum();
     if total > MAX_BATCH_BYTES {
         return Err(SqsError::new(
             Code::BatchRequestTooLong,

@@ -21,7 +21,7 @@ pub async fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let (meta, _) = q.meta()?;
     let total = meta.tags.keys().chain(tags.keys()).collect::<std::collections::BTreeSet<_>>().len();
     if total > MAX_TAGS {
-        return Err(SqsError::invalid(format!("Too many tags: a queue can have at most {MAX_TAGS}.")));
+        return Err(SqsError::invalid(format!("Too many tags added for queue {}.", q.name)));
     }
     ctx.store()
         .update_meta(&q, |meta| {
@@ -35,8 +35,8 @@ pub async fn tag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
 pub async fn untag(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let q = ctx.queue(input)?;
     let keys = input.str_list("TagKeys")?;
-    if keys.is_empty() {
-        return Err(SqsError::missing("TagKeys"));
+    if keys.is_empty() || keys.iter().any(|k| k.is_empty() || k.len() > 128) {
+        return Err(SqsError::invalid("Tag keys must be between 1 and 128 characters in length."));
     }
     ctx.store()
         .update_meta(&q, |meta| {
