@@ -341,7 +341,17 @@ fn string_list<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error
         Many(Vec<String>),
     }
     Ok(match OneOrMany::deserialize(de)? {
-        OneOrMany::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        // `[a,b]` (the list syntax figment's own Env parsed) is the list a, b.
+        OneOrMany::One(s) => s
+            .trim()
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(&s)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         OneOrMany::Many(v) => v,
     })
 }
@@ -407,8 +417,10 @@ mod tests {
             assert_eq!(c.data_dir, PathBuf::from("42"));
 
             jail.set_env("CRUNCHBOX_AWS_ACCOUNT_ID", "123456789012");
+            jail.set_env("CRUNCHBOX_WEB_UPLOAD_TOKENS", "[a, b]");
             let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
             assert_eq!(c.aws.account_id, "123456789012");
+            assert_eq!(c.web.upload_tokens, vec!["a", "b"]);
             Ok(())
         });
     }

@@ -52,6 +52,8 @@ async fn permissions_are_statements_of_the_policy() {
         .send()
         .await
         .unwrap();
+    let not_an_object = client.set_queue_attributes().queue_url(&url).attributes(QueueAttributeName::Policy, "[1]");
+    assert_eq!(code(not_an_object.send().await), "InvalidAttributeValue");
     let policy: serde_json::Value =
         serde_json::from_str(&attributes(&client, &url).await[&QueueAttributeName::Policy]).unwrap();
     let statements = policy["Statement"].as_array().unwrap();
@@ -216,6 +218,27 @@ async fn move_task_to_a_destination_at_a_rate_and_cancelled() {
 }
 
 #[tokio::test]
+async fn move_task_fails_when_its_destination_is_deleted() {
+    let (server, client) = server().await;
+    let (_live, dead) = dead_lettered(&client, 4).await;
+    let elsewhere = create(&client, "elsewhere", &[]).await;
+    let start = client
+        .start_message_move_task()
+        .source_arn(arn("dead"))
+        .destination_arn(arn("elsewhere"))
+        .max_number_of_messages_per_second(1);
+    start.send().await.unwrap();
+    client.delete_queue().queue_url(&elsewhere).send().await.unwrap();
+    let task = finished_task(&client, &arn("dead")).await;
+    assert_eq!(task.status.as_deref(), Some("FAILED"));
+    assert!(task.failure_reason.is_some());
+    // What had not moved yet is still in the dead-letter queue.
+    let left = bodies(&client, &dead).await.len() as i64;
+    assert_eq!(left + task.approximate_number_of_messages_moved, 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn move_task_sources_and_destinations_are_checked() {
     let (server, client) = server().await;
     dead_lettered(&client, 1).await;
@@ -325,6 +348,16 @@ async fn fifo_groups_block_while_in_flight_but_not_while_delayed() {
     )
     .await;
     fifo_send(&client, &url, "delayed", "A", "1").send().await.unwrap();
+    // FIFO has no per-message delay: an explicit 0 still takes the queue's.
+    fifo_send(&client, &url, "delayed too", "A", "0").delay_seconds(0).send().await.unwrap();
+    let delayed = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delayed.attributes.unwrap()[&QueueAttributeName::ApproximateNumberOfMessagesDelayed], "2");
     let set = client.set_queue_attributes().queue_url(&url).attributes(QueueAttributeName::DelaySeconds, "0");
     set.send().await.unwrap();
     fifo_send(&client, &url, "ready", "A", "2").send().await.unwrap();

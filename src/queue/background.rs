@@ -39,7 +39,9 @@ impl Background {
                         Ok(n) => tracing::debug!(expired = n, "dropped messages past their retention period"),
                         Err(e) => tracing::warn!(error = %e, "queue housekeeping failed"),
                     }
-                    match store.run_moves() {
+                    // Moving is sled reads and writes: off the async threads.
+                    let moves = tokio::task::spawn_blocking(move || store.run_moves()).await;
+                    match moves.unwrap_or(Ok(0)) {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(moved = n, "message move tasks moved messages"),
                         Err(e) => tracing::warn!(error = %e, "message move tasks failed"),

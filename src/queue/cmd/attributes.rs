@@ -108,10 +108,10 @@ pub fn normalize(ctx: &Ctx<'_>, name: &str, value: &str, fifo: bool) -> Result<O
         "DeduplicationScope" => one_of(&["messageGroup", "queue"]),
         "FifoThroughputLimit" => one_of(&["perQueue", "perMessageGroupId"]),
         "RedrivePolicy" => redrive(ctx, value, fifo),
-        "Policy" | "RedriveAllowPolicy" if !value.is_empty() => {
-            serde_json::from_str::<Value>(value).map_err(|_| bad_value(name, "Must be a JSON document."))?;
-            Ok(Some(value.to_owned()))
-        }
+        "Policy" | "RedriveAllowPolicy" if !value.is_empty() => match serde_json::from_str::<Value>(value) {
+            Ok(Value::Object(_)) => Ok(Some(value.to_owned())),
+            _ => Err(bad_value(name, "Must be a JSON object.")),
+        },
         _ if value.is_empty() => Ok(None),
         _ => Ok(Some(value.to_owned())),
     }
@@ -197,19 +197,12 @@ pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     let (meta, settings) = q.meta()?;
     let given = given(input)?;
     let mut changes = Vec::new();
-    let mut after = meta.attributes.clone();
     for (name, value) in &given {
         if name == "FifoQueue" && meta.attributes.get("FifoQueue").map(String::as_str) != Some(value.as_str()) {
             return Err(bad_value(name, "Modifying queue type is not supported."));
         }
-        let value = normalize(ctx, name, value, settings.fifo)?;
-        match &value {
-            Some(v) => after.insert(name.clone(), v.clone()),
-            None => after.remove(name),
-        };
-        changes.push((name.clone(), value));
+        changes.push((name.clone(), normalize(ctx, name, value, settings.fifo)?));
     }
-    check_together(&after)?;
     ctx.store()
         .update_meta(&q, |meta| {
             for (name, value) in changes {
@@ -218,7 +211,9 @@ pub async fn set(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
                     None => meta.attributes.remove(&name),
                 };
             }
-            Ok::<_, SqsError>(())
+            // Under the queue's lock, so two concurrent sets cannot each
+            // pass alone and together store a forbidden pair.
+            check_together(&meta.attributes)
         })
         .await?;
     Ok(json!({}))

@@ -38,16 +38,20 @@ fn one_or_many(items: Vec<String>) -> Value {
 }
 
 /// The queue's policy as an object with a `Statement` list; a new one when
-/// it has none (or one that is not an object).
+/// it has none (SetQueueAttributes accepts only an object).
 fn policy(current: Option<&String>, id: &str) -> Map<String, Value> {
     let parsed = current.and_then(|p| serde_json::from_str::<Value>(p).ok());
     let mut doc = match parsed {
         Some(Value::Object(doc)) => doc,
         _ => Map::from_iter([("Version".to_owned(), json!("2012-10-17")), ("Id".to_owned(), json!(id))]),
     };
-    if !doc.get("Statement").is_some_and(Value::is_array) {
-        doc.insert("Statement".into(), Value::Array(Vec::new()));
-    }
+    // IAM's grammar allows one statement without a list around it.
+    let statement = match doc.remove("Statement") {
+        Some(Value::Array(list)) => Value::Array(list),
+        Some(one @ Value::Object(_)) => Value::Array(vec![one]),
+        _ => Value::Array(Vec::new()),
+    };
+    doc.insert("Statement".into(), statement);
     doc
 }
 
@@ -165,8 +169,11 @@ mod tests {
         let existing = r#"{"Version":"2012-10-17","Statement":[{"Sid":"mine"}]}"#.to_owned();
         let mut doc = policy(Some(&existing), "id");
         assert!(has_label(statements(&mut doc), "mine"));
-        let mut fresh = policy(Some(&"[1]".to_owned()), "id");
+        let mut fresh = policy(None, "id");
         assert!(statements(&mut fresh).is_empty());
         assert_eq!(fresh["Id"], "id");
+        let single = r#"{"Statement":{"Sid":"one"}}"#.to_owned();
+        let mut doc = policy(Some(&single), "id");
+        assert!(has_label(statements(&mut doc), "one"), "a lone statement is kept");
     }
 }

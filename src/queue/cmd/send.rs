@@ -195,7 +195,13 @@ fn prepare(ctx: &Ctx<'_>, settings: &Settings, e: &Input) -> Result<Prepared, Sq
         sequence_number: None,
         dlq_source_arn: None,
     };
-    Ok(Prepared { msg, delay: delay.map(|d| d as u64).unwrap_or(settings.delay_secs), size })
+    // A FIFO message always takes the queue's delay: an explicit 0 must not
+    // overtake earlier messages of its group still in that delay.
+    let delay = match delay {
+        Some(d) if !settings.fifo => d as u64,
+        _ => settings.delay_secs,
+    };
+    Ok(Prepared { msg, delay, size })
 }
 
 /// The fields both SendMessage and its batch entries answer with.

@@ -6,15 +6,15 @@
 //! moves one twice, and a restarted process resumes the task where the
 //! disk says it was.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use super::model::{self, MsgState, StoredMessage};
-use super::{Queue, Store, StoreError, now_ms};
+use super::{Queue, QueueState, Store, StoreError, now_ms};
 
 /// Messages a task without a rate moves per tick.
-const UNLIMITED_PER_TICK: u64 = 10_000;
+const UNLIMITED_PER_TICK: u64 = 2_000;
 /// Tasks kept per source queue (ListMessageMoveTasks shows up to 10).
 const KEPT_PER_SOURCE: usize = 10;
 
@@ -59,6 +59,22 @@ pub struct MoveTask {
     /// Only messages up to this sequence number were there when the task
     /// started; later ones stay where they are.
     pub last_seq: u64,
+    /// Where the next look for a message starts (in memory: after a
+    /// restart the task looks from the start again).
+    #[serde(skip)]
+    cursor: u64,
+}
+
+/// Both queues' locks, taken in the order of their ids (the one order any
+/// code holding two queue locks uses). The two must differ.
+fn lock_pair<'a>(source: &'a Queue, target: &'a Queue) -> (MutexGuard<'a, QueueState>, MutexGuard<'a, QueueState>) {
+    if source.id < target.id {
+        let s = source.lock();
+        (s, target.lock())
+    } else {
+        let t = target.lock();
+        (source.lock(), t)
+    }
 }
 
 fn task_key(handle: &str) -> Vec<u8> {
@@ -129,6 +145,7 @@ impl Store {
             moved: 0,
             failure: None,
             last_seq,
+            cursor: 0,
         };
         let mut batch = sled::Batch::default();
         batch.insert(task_key(&task.handle), encode(&task)?);
@@ -178,7 +195,16 @@ impl Store {
         for task in tasks.iter_mut().filter(|t| t.status == MoveStatus::Running) {
             let budget = task.rate.unwrap_or(UNLIMITED_PER_TICK);
             for _ in 0..budget {
-                match self.move_one(task)? {
+                let step = match self.move_one(task) {
+                    Ok(step) => step,
+                    // One task's trouble (a corrupt record, an I/O error)
+                    // ends that task, not every task's tick.
+                    Err(e) => {
+                        tracing::warn!(task = %task.handle, error = %e, "message move task failed");
+                        Step::Fail("The task failed on an internal error.".into())
+                    }
+                };
+                match step {
                     Step::Moved => total += 1,
                     Step::Wait => break,
                     Step::Done => {
@@ -213,8 +239,17 @@ impl Store {
         // Messages in flight in the source are someone's to handle: the
         // task moves what is receivable and leaves those (as a redrive
         // that receives from the source would).
-        let seq = source.lock().msgs.range(..=task.last_seq).find(|(_, m)| m.visible_at <= now).map(|(&seq, _)| seq);
+        if task.cursor > task.last_seq {
+            return Ok(Step::Done);
+        }
+        let seq = source
+            .lock()
+            .msgs
+            .range(task.cursor..=task.last_seq)
+            .find(|(_, m)| m.visible_at <= now)
+            .map(|(&seq, _)| seq);
         let Some(seq) = seq else { return Ok(Step::Done) };
+        task.cursor = seq;
         let Some(body) = self.tree.get(model::body_key(source.id, seq))? else {
             // An index entry without a body: nothing to move.
             source.lock().remove(seq);
@@ -232,7 +267,7 @@ impl Store {
                 )));
             }
         };
-        let Some(target) = self.queue(&target_name) else {
+        let Some(target) = self.queue(&target_name).filter(|t| t.id != source.id) else {
             return Ok(Step::Fail(format!("The destination queue {target_name} does not exist.")));
         };
         let new_seq = self.alloc_seq()?;
@@ -257,23 +292,23 @@ impl Store {
         batch.insert(&model::state_key(target.id, new_seq)[..], state.encode());
         batch.insert(task_key(&task.handle), encode(&progressed)?);
         {
-            // Under the source's lock: a receive in between could otherwise
-            // deliver the message from the source as well.
-            let mut st = source.lock();
+            // Under both queues' locks: a receive from the source in between
+            // would deliver the message twice, a delete of the target would
+            // leave it written under a queue that is gone.
+            let (mut st, mut t) = lock_pair(&source, &target);
             match st.msgs.get(&seq) {
                 Some(m) if m.visible_at <= now_ms() => {}
                 // Received meanwhile: the next tick looks again.
                 _ => return Ok(Step::Wait),
             }
+            if t.deleted {
+                return Ok(Step::Fail(format!("The destination queue {target_name} was deleted.")));
+            }
             self.tree.apply_batch(batch)?;
             st.remove(seq);
-        }
-        *task = progressed;
-        let mut t = target.lock();
-        if !t.deleted {
             t.insert(new_seq, state);
         }
-        drop(t);
+        *task = MoveTask { cursor: seq + 1, ..progressed };
         target.notify.notify_waiters();
         Ok(Step::Moved)
     }
