@@ -163,17 +163,23 @@ async fn move_task_sends_dead_letters_back_where_they_came_from() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn move_task_to_a_destination_at_a_rate_and_cancelled() {
-    let (server, client) = server().await;
-    let (_live, dead) = dead_lettered(&client, 6).await;
-    let elsewhere = create(&client, "elsewhere", &[]).await;
+/// Creates `elsewhere` and starts moving `dead` there at one message a
+/// second; returns its URL and the task handle.
+async fn slow_move_to_elsewhere(client: &Client) -> (String, String) {
+    let elsewhere = create(client, "elsewhere", &[]).await;
     let start = client
         .start_message_move_task()
         .source_arn(arn("dead"))
         .destination_arn(arn("elsewhere"))
         .max_number_of_messages_per_second(1);
-    let handle = start.send().await.unwrap().task_handle.unwrap();
+    (elsewhere, start.send().await.unwrap().task_handle.unwrap())
+}
+
+#[tokio::test]
+async fn move_task_to_a_destination_at_a_rate_and_cancelled() {
+    let (server, client) = server().await;
+    let (_live, dead) = dead_lettered(&client, 6).await;
+    let (elsewhere, handle) = slow_move_to_elsewhere(&client).await;
     let listed = client.list_message_move_tasks().source_arn(arn("dead")).send().await.unwrap();
     let task = listed.results.unwrap().remove(0);
     assert_eq!(task.status.as_deref(), Some("RUNNING"));
@@ -221,13 +227,7 @@ async fn move_task_to_a_destination_at_a_rate_and_cancelled() {
 async fn move_task_fails_when_its_destination_is_deleted() {
     let (server, client) = server().await;
     let (_live, dead) = dead_lettered(&client, 4).await;
-    let elsewhere = create(&client, "elsewhere", &[]).await;
-    let start = client
-        .start_message_move_task()
-        .source_arn(arn("dead"))
-        .destination_arn(arn("elsewhere"))
-        .max_number_of_messages_per_second(1);
-    start.send().await.unwrap();
+    let (elsewhere, _) = slow_move_to_elsewhere(&client).await;
     client.delete_queue().queue_url(&elsewhere).send().await.unwrap();
     let task = finished_task(&client, &arn("dead")).await;
     assert_eq!(task.status.as_deref(), Some("FAILED"));
