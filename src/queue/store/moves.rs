@@ -181,11 +181,8 @@ impl Store {
         if task.status != MoveStatus::Running {
             return Err(StoreError::MoveNotRunning);
         }
-        let mut changed = task.clone();
-        changed.status = MoveStatus::Cancelled;
-        self.tree.insert(task_key(handle), encode(&changed)?)?;
-        *task = changed.clone();
-        Ok(changed)
+        self.finish(task, MoveStatus::Cancelled, None)?;
+        Ok(task.clone())
     }
 
     /// One tick of every running task. Returns how many messages moved.
