@@ -3,6 +3,7 @@
 #
 #   docker build -t crunchbox --build-arg GIT_COMMIT=$(git rev-parse HEAD) .
 #   docker run --rm -p 8080:8080 -p 4566:4566 -v crunchbox-data:/data crunchbox
+#   docker run --rm --no-healthcheck -p 4566:4566 -v ./init:/etc/crunchbox/init:ro crunchbox serve --roles s3,sqs
 
 # --- build -------------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build
@@ -33,16 +34,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin crunchbox \
  && mkdir /data \
- && chown crunchbox:crunchbox /data
+ && chown crunchbox:crunchbox /data \
+ && mkdir -p /etc/crunchbox/init/ready.d /etc/crunchbox/init/shutdown.d
 COPY --from=build /src/target/release/crunchbox /usr/local/bin/crunchbox
 
 # Inside a container loopback is useless: listen on every interface. The
 # default credentials and upload token then log a loud warning; override
 # CRUNCHBOX_AWS_ACCESS_KEY_ID / CRUNCHBOX_AWS_SECRET_ACCESS_KEY and
 # CRUNCHBOX_WEB_UPLOAD_TOKENS (and CRUNCHBOX_WEB_PUBLIC_URL) with -e.
+# Init hooks (ready.d/, shutdown.d/) come from /etc/crunchbox/init: mount
+# your own directory over it.
 ENV CRUNCHBOX_DATA_DIR=/data \
     CRUNCHBOX_WEB_LISTEN=0.0.0.0:8080 \
-    CRUNCHBOX_AWS_LISTEN=0.0.0.0:4566
+    CRUNCHBOX_AWS_LISTEN=0.0.0.0:4566 \
+    CRUNCHBOX_INIT_DIR=/etc/crunchbox/init
 VOLUME ["/data"]
 WORKDIR /data
 USER crunchbox:crunchbox

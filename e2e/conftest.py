@@ -44,14 +44,31 @@ class Server:
     """One `crunchbox serve` process. kill9() and start() keep the data dir,
     so a test can crash it and bring it back."""
 
-    def __init__(self, data_dir: Path, roles: str = "s3,sqs,web,worker", env: dict | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        roles: str = "s3,sqs,web,worker",
+        env: dict | None = None,
+        args: list[str] | None = None,
+        ephemeral: bool = False,
+        split_stdout: bool = False,
+    ):
+        """`env` values of None remove that variable from the inherited
+        environment. `args` go after the usual flags. `ephemeral` runs
+        `serve --ephemeral` instead of `--data-dir` (data_dir then only names
+        the log). `split_stdout` keeps stdout (banner, `Ready.`) apart in
+        stdout_path; the log then holds stderr only."""
         self.data_dir = data_dir
         self.roles = roles
         self.aws_port = free_port()
         self.web_port = free_port()
         self.extra_env = env or {}
+        self.args = list(args or [])
+        self.ephemeral = ephemeral
+        self.split_stdout = split_stdout
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.stdout_path = data_dir.parent / f"{data_dir.name}.stdout"
 
     @property
     def endpoint(self) -> str:
@@ -71,16 +88,22 @@ class Server:
                 "RUST_LOG": env.get("RUST_LOG", "info"),
             }
         )
-        env.update(self.extra_env)
+        for key, value in self.extra_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         return env
 
     def start(self) -> "Server":
         log = open(self.log_path, "ab")
+        out = open(self.stdout_path, "ab") if self.split_stdout else log
+        where = ["--ephemeral"] if self.ephemeral else ["--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
-            [str(BINARY), "serve", "--roles", self.roles, "--data-dir", str(self.data_dir)],
+            [str(BINARY), "serve", "--roles", self.roles, *where, *self.args],
             env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=log if self.split_stdout else subprocess.STDOUT,
         )
         if "s3" in self.roles or "sqs" in self.roles:
             wait_for_port(self.aws_port)
@@ -109,6 +132,16 @@ class Server:
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stdout(self) -> str:
+        """What the server printed on stdout (with split_stdout; else the
+        merged log)."""
+        if not self.split_stdout:
+            return self.log()
+        try:
+            return self.stdout_path.read_text(errors="replace")
         except OSError:
             return ""
 
@@ -164,8 +197,8 @@ def server_factory(tmp_path):
     """Makes servers over data dirs in tmp_path; stops them all afterwards."""
     servers: list[Server] = []
 
-    def make(roles: str = "s3,sqs,web,worker", name: str = "data", env: dict | None = None) -> Server:
-        srv = Server(tmp_path / name, roles=roles, env=env)
+    def make(roles: str = "s3,sqs,web,worker", name: str = "data", env: dict | None = None, **kw) -> Server:
+        srv = Server(tmp_path / name, roles=roles, env=env, **kw)
         servers.append(srv)
         return srv
 

@@ -8,6 +8,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+use crate::ci::Surface;
+use crate::ci::hooks::{self, Hooks};
 use crate::cli::Role;
 use crate::clients::Clients;
 use crate::config::{Config, Driver};
@@ -47,6 +49,8 @@ pub struct App {
     web: Stage,
     aws: Stage,
     queue: Option<QueueService>,
+    /// Init hooks and the CI endpoints' view of them.
+    pub ci: Arc<Surface>,
 }
 
 /// The tasks of one role and the signal that stops them.
@@ -80,6 +84,8 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     // Install the recorder before anything counts, so no early sample is lost.
     let _ = crate::metrics::handle();
 
+    let hooks = Arc::new(Hooks::new(config.init_dir.clone()));
+    let ci = Arc::new(Surface::new(hooks, config.aws.dev_endpoints));
     let mut aws_addr = None;
     let mut queue = None;
     if has(Role::S3) || has(Role::Sqs) {
@@ -105,7 +111,13 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             q.watch_shutdown(aws_stage.shutdown.clone());
         }
         queue = sqs.clone();
-        let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config) };
+        if let Some(s3) = &s3 {
+            if let Some(q) = &sqs {
+                s3.connect_events(Arc::new(q.clone()));
+            }
+            aws_stage.tasks.spawn(s3.deliver_events(aws_stage.shutdown.clone()));
+        }
+        let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config), ci: Arc::clone(&ci) };
         let listener = bind(config.aws.listen, "aws.listen").await?;
         aws_addr = listener.local_addr().ok();
         aws_stage.tasks.spawn(crate::listener::serve(
@@ -130,7 +142,18 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         // Embedded mode owns its resources and creates them; in aws mode
         // they are provisioned explicitly and only checked here.
         let queues = match config.driver {
-            Driver::Embedded => provision::ensure(&clients, &config).await?.0,
+            Driver::Embedded => {
+                let queues = provision::ensure(&clients, &config).await?.0;
+                // After a CI reset, the same resources again.
+                let (clients, config) = (clients.clone(), config.clone());
+                ci.set_reprovision(Box::new(move || {
+                    let (clients, config) = (clients.clone(), config.clone());
+                    Box::pin(async move {
+                        provision::ensure(&clients, &config).await.map(|_| ()).map_err(|e| e.to_string())
+                    })
+                }));
+                queues
+            }
             Driver::Aws => provision::check(&clients, &config).await?,
         };
         if has(Role::Web) {
@@ -160,7 +183,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         }
     }
 
-    Ok(App { aws_addr, web_addr, worker: worker_stage, web: web_stage, aws: aws_stage, queue })
+    Ok(App { aws_addr, web_addr, worker: worker_stage, web: web_stage, aws: aws_stage, queue, ci })
 }
 
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, AppError> {
@@ -182,14 +205,67 @@ impl App {
     }
 }
 
-/// `crunchbox serve`: start, print where everything is, run until a signal.
-pub async fn run(config: Config, roles: Vec<Role>) -> Result<(), AppError> {
-    let app = start(config.clone(), &roles).await?;
-    crate::banner::print(&config, &app);
+/// `crunchbox serve`: start, print where everything is, run the `ready.d`
+/// hooks and say `Ready.`, run until a signal, then the `shutdown.d` hooks
+/// (the endpoint still serving them) and stop.
+pub async fn run(mut config: Config, roles: Vec<Role>, ephemeral: bool) -> Result<(), AppError> {
+    let scratch = if ephemeral {
+        let dir = ephemeral_dir().map_err(|source| AppError::DataDir { path: std::env::temp_dir(), source })?;
+        config.data_dir = dir.clone();
+        config.aws.dev_endpoints = true;
+        Some(dir)
+    } else {
+        None
+    };
+    let result = serve(&config, &roles, scratch.is_some()).await;
+    if let Some(dir) = scratch
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the ephemeral data dir");
+    }
+    result
+}
+
+async fn serve(config: &Config, roles: &[Role], ephemeral: bool) -> Result<(), AppError> {
+    let app = start(config.clone(), roles).await?;
+    crate::banner::print(config, &app, ephemeral);
+    let env = hook_env(config, &app);
+    app.ci.hooks.run(hooks::Stage::Ready, &env).await;
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "Ready.");
+        let _ = out.flush();
+    }
+    app.ci.hooks.mark_ready();
     crate::shutdown::signal().await;
     tracing::info!("shutting down");
+    app.ci.hooks.run(hooks::Stage::Shutdown, &env).await;
     app.shutdown().await;
     Ok(())
+}
+
+/// A fresh directory under the system's temp dir for `--ephemeral`.
+fn ephemeral_dir() -> std::io::Result<std::path::PathBuf> {
+    let (hi, lo) = (getrandom::u64().unwrap_or(0), std::process::id());
+    let dir = std::env::temp_dir().join(format!("crunchbox-ephemeral-{lo}-{hi:016x}"));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// What init hooks see: the embedded endpoint and its first key pair.
+fn hook_env(config: &Config, app: &App) -> Vec<(&'static str, String)> {
+    let endpoint = match app.aws_addr {
+        Some(addr) => crate::banner::url(addr),
+        None => config.embedded_endpoint_url(),
+    };
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", config.aws.access_key_id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", config.aws.secret_access_key.clone()),
+        ("AWS_DEFAULT_REGION", config.aws.region.clone()),
+        ("AWS_REGION", config.aws.region.clone()),
+    ]
 }
 
 /// `crunchbox provision`: creates what is missing and says what it did.

@@ -40,7 +40,25 @@ impl AvatarId {
         &self.0
     }
 
-    /// Key of the untrusted original in the private bucket.
+    /// The id a crunch-queue message names: the bare id (`pipeline.trigger
+    /// = message`) or an S3 `ObjectCreated` record of its original (`s3-event`).
+    /// Anything else (an `s3:TestEvent`, a removal, a foreign key) names none.
+    pub fn from_message(body: &str) -> Option<Self> {
+        if let Some(id) = Self::parse(body) {
+            return Some(id);
+        }
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        let [record] = v.get("Records")?.as_array()?.as_slice() else { return None };
+        if !record.get("eventName")?.as_str()?.starts_with("ObjectCreated:") {
+            return None;
+        }
+        let key = record.get("s3")?.get("object")?.get("key")?.as_str()?;
+        // Keys arrive URL-encoded; an id and the prefix need no decoding.
+        Self::parse(key.strip_prefix("originals/")?)
+    }
+
+    /// Key of the untrusted original in the private bucket (the `s3-event`
+    /// notification filters on its prefix).
     pub fn original_key(&self) -> String {
         format!("originals/{}", self.0)
     }

@@ -8,7 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::app::App;
 use crate::config::{AwsConfig, Config, WebConfig};
 
-pub fn print(config: &Config, app: &App) {
+pub fn print(config: &Config, app: &App, ephemeral: bool) {
+    if ephemeral {
+        println!("crunchbox data (ephemeral, deleted at exit): {}", config.data_dir.display());
+    }
     if let Some(addr) = app.web_addr {
         println!("crunchbox web:        {}  (upload page at /, images at {}/a/ID)", url(addr), config.web.public_url);
     }
@@ -34,7 +37,7 @@ fn try_line(aws: &AwsConfig, addr: SocketAddr) -> String {
 
 /// A URL a local client can connect to: a wildcard bind (0.0.0.0, ::) is
 /// reachable on loopback, while `http://0.0.0.0` is not a real destination.
-fn url(addr: SocketAddr) -> String {
+pub fn url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

@@ -27,6 +27,8 @@ pub enum Command {
     Provision(CommonArgs),
     /// Upload images to a running instance, show progress, print their URLs.
     Upload(crate::upload::UploadArgs),
+    /// Wait until the AWS endpoint is ready and its init hooks have run.
+    Wait(crate::ci::wait::WaitArgs),
 }
 
 /// Flags shared by every command that loads the configuration.
@@ -70,6 +72,10 @@ pub struct ServeArgs {
     /// Comma-separated subset of roles: s3, sqs, web, worker.
     #[arg(long, value_delimiter = ',', default_value = "s3,sqs,web,worker")]
     pub roles: Vec<Role>,
+    /// Keep data in a fresh temporary directory, deleted at exit, and turn
+    /// on the dev endpoints (reset, peek): for CI runs that must not share state.
+    #[arg(long)]
+    pub ephemeral: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

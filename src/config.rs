@@ -49,6 +49,9 @@ pub struct Config {
     pub buckets: BucketsConfig,
     pub queue: QueueConfig,
     pub crunch: CrunchConfig,
+    pub pipeline: PipelineConfig,
+    /// LocalStack-style init hooks (`ready.d/`, `shutdown.d/`); none by default.
+    pub init_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +83,9 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// Open connections at most; beyond it new ones wait to be accepted.
     pub max_connections: usize,
+    /// Serve the CI endpoints that reset state and peek at queues (on
+    /// with `serve --ephemeral`); off, they answer 403.
+    pub dev_endpoints: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +117,24 @@ pub struct CrunchConfig {
     pub concurrency: usize,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub trigger: Trigger,
+}
+
+/// What starts a crunch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The web role sends the id to the crunch queue after storing the original.
+    #[default]
+    Message,
+    /// The private bucket's event notification to the crunch queue does;
+    /// the web role only stores the original.
+    S3Event,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -122,6 +146,8 @@ impl Default for Config {
             buckets: BucketsConfig::default(),
             queue: QueueConfig::default(),
             crunch: CrunchConfig::default(),
+            pipeline: PipelineConfig::default(),
+            init_dir: None,
         }
     }
 }
@@ -150,6 +176,7 @@ impl Default for AwsConfig {
             domain: "localhost".into(),
             endpoint_url: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            dev_endpoints: false,
         }
     }
 }
@@ -189,7 +216,7 @@ pub enum ConfigError {
 
 /// Sections whose keys are spelled `section.key`; used to map
 /// `CRUNCHBOX_WEB_PUBLIC_URL` to `web.public_url` (keys themselves hold `_`).
-const SECTIONS: [&str; 5] = ["web", "aws", "buckets", "queue", "crunch"];
+const SECTIONS: [&str; 6] = ["web", "aws", "buckets", "queue", "crunch", "pipeline"];
 
 impl Config {
     /// Loads the layers below the flags. `overrides` holds the flags as a
@@ -279,7 +306,7 @@ fn parse_pair(pair: &str) -> Option<(String, String)> {
 }
 
 /// Keys outside any section.
-const TOP_LEVEL: [&str; 3] = ["data_dir", "driver", "log_format"];
+const TOP_LEVEL: [&str; 4] = ["data_dir", "driver", "log_format", "init_dir"];
 
 /// `CRUNCHBOX_*` variables that are config keys. Others (say a wrapper
 /// script's `CRUNCHBOX_HOME`) are not ours to reject; a misspelt key inside a

@@ -10,6 +10,7 @@ pub mod app;
 pub mod avatar;
 pub mod banner;
 pub mod budget;
+pub mod ci;
 pub mod cli;
 pub mod clients;
 pub mod config;

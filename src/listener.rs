@@ -36,6 +36,15 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
+/// Who sent a request: put into every request's extensions (s3s hands
+/// them on), so handlers can report the peer and the id, as S3's event
+/// records do.
+#[derive(Debug, Clone)]
+pub struct RequestOrigin {
+    pub peer: std::net::SocketAddr,
+    pub id: String,
+}
+
 /// A request id unique within this process, sent back as `x-request-id`.
 fn next_request_id() -> String {
     format!("{:016x}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))
@@ -90,9 +99,10 @@ pub async fn serve<H, F, B>(
         };
         let _ = stream.set_nodelay(true);
         let handler = Arc::clone(&handler);
-        let service = service_fn(move |req: Request<Incoming>| {
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = Arc::clone(&handler);
             let id = next_request_id();
+            req.extensions_mut().insert(RequestOrigin { peer, id: id.clone() });
             let span = tracing::info_span!("request", listener = name, id = %id, method = %req.method(), path = %req.uri().path());
             async move {
                 let started = std::time::Instant::now();

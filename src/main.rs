@@ -14,14 +14,37 @@ fn main() -> ExitCode {
             finish(crunchbox::crunch::cli::run(&args).map_err(Into::into))
         }
         Command::Serve(args) => match load(&args.common) {
-            Ok(config) => finish(block_on(crunchbox::app::run(config, args.roles))),
+            Ok(config) => finish(block_on(crunchbox::app::run(config, args.roles, args.ephemeral))),
             Err(code) => code,
         },
         Command::Upload(args) => crunchbox::upload::main(args),
+        Command::Wait(args) => wait(&args),
         Command::Provision(common) => match load(&common) {
             Ok(config) => finish(block_on(crunchbox::app::provision(config))),
             Err(code) => code,
         },
+    }
+}
+
+/// `crunchbox wait`: the endpoint from the flag, else from the configuration.
+fn wait(args: &crunchbox::ci::wait::WaitArgs) -> ExitCode {
+    let endpoint = match &args.endpoint {
+        Some(e) => e.clone(),
+        None => match Config::load(args.common.config.as_deref(), args.common.overrides()) {
+            Ok(config) => config.embedded_endpoint_url(),
+            Err(e) => {
+                eprintln!("crunchbox wait: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    match block_on(async { crunchbox::ci::wait::run(&endpoint, timeout).await }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crunchbox wait: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -347,3 +347,38 @@ async fn originals_that_were_never_queued_are_swept_and_no_others() {
     assert_eq!(status(&server.web_url(), &orphan).await.0, StatusCode::NOT_FOUND);
     server.shutdown().await;
 }
+
+/// `pipeline.trigger = "s3-event"`: the web role only stores the original;
+/// the private bucket's notification (set up by provisioning) queues the
+/// crunch and the worker reads the id from the S3 record. Switching back
+/// to `message` removes the notification again, so nothing is crunched twice.
+#[tokio::test]
+async fn s3_event_trigger_crunches_from_the_bucket_notification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.pipeline.trigger = crunchbox::config::Trigger::S3Event;
+    let mut server = TestServer::start_with(config, dir, &ALL_ROLES).await;
+    let private = server.config.buckets.private.clone();
+    let notification =
+        server.s3().await.get_bucket_notification_configuration().bucket(&private).send().await.expect("get");
+    let rules = notification.queue_configurations();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].id(), Some("crunchbox-crunch"));
+    assert!(rules[0].queue_arn().ends_with(&format!(":{}", server.config.queue.name)));
+
+    let web = server.web_url();
+    let ids: Vec<String> = futures_util::future::join_all((0..3).map(|_| upload_id(&web, jpeg(320, 240)))).await;
+    for id in &ids {
+        let json = settled(&web, id).await;
+        assert_eq!(json["status"], "ready", "{json}");
+    }
+
+    server.config.pipeline.trigger = crunchbox::config::Trigger::Message;
+    server.restart().await;
+    let notification =
+        server.s3().await.get_bucket_notification_configuration().bucket(&private).send().await.expect("get");
+    assert!(notification.queue_configurations().is_empty(), "the message trigger removes our notification");
+    let id = upload_id(&server.web_url(), jpeg(64, 64)).await;
+    assert_eq!(settled(&server.web_url(), &id).await["status"], "ready");
+    server.shutdown().await;
+}

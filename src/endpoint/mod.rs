@@ -31,10 +31,15 @@ pub struct Endpoint {
     pub s3: Option<crate::s3compat::S3Front>,
     pub sqs: Option<QueueService>,
     pub sts: sts::Sts,
+    /// Health, init status, reset and peek (LocalStack's CI endpoints).
+    pub ci: std::sync::Arc<crate::ci::Surface>,
 }
 
 impl Endpoint {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        if crate::ci::Surface::claims(&req) {
+            return self.ci.handle(&req, self.s3.as_ref(), self.sqs.as_ref()).await;
+        }
         let target = target_of(req.method(), req.headers(), req.uri());
         if target == Target::S3
             && let Err(e) = sigv4::presigned_expires(req.uri())

@@ -13,6 +13,7 @@ mod json;
 pub mod md5;
 mod params;
 mod query;
+mod s3_events;
 pub mod store;
 
 use std::sync::Arc;
@@ -121,6 +122,40 @@ impl QueueService {
                 Err(e) => query::respond("", Err(e), &request_id),
             }
         }
+    }
+
+    /// `GET /_aws/sqs/messages?QueueUrl=URL` (a CI dev endpoint): every
+    /// message of the queue, in ReceiveMessage's shape (JSON when the client
+    /// accepts it, else the Query protocol's XML), without receiving any.
+    pub fn peek<B>(&self, req: &Request<B>) -> Response<s3s::Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let wants_json = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/json") || v.contains("application/x-amz-json"));
+        let host =
+            req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(&self.inner.fallback_host);
+        let ctx = cmd::Ctx { svc: &self.inner, endpoint: format!("http://{host}"), path: "/".into() };
+        let mut input = serde_json::Map::new();
+        for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+            if k == "QueueUrl" {
+                input.insert(k.into_owned(), v.into_owned().into());
+            }
+        }
+        let result = cmd::peek(&ctx, &params::Input(input));
+        if wants_json {
+            json::respond(result, &request_id)
+        } else {
+            query::respond("ReceiveMessage", result, &request_id)
+        }
+    }
+
+    /// Deletes every queue and message, durably (the CI reset).
+    pub async fn reset(&self) -> Result<(), QueueError> {
+        self.inner.store.wipe()?;
+        self.inner.store.durable(0).await?;
+        Ok(())
     }
 
     /// Fuzzing entry point (`fuzz/`, regression tests): one request's head

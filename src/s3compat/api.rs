@@ -6,15 +6,22 @@ use std::sync::Arc;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
+use super::events::deliver::Hub;
+use super::events::{Created, EventName, Origin, PendingEvent};
 use super::meta::{BucketMeta, ObjectMeta};
 use super::store::Store;
-use super::{attributes, buckets, cors, listing, multipart, objects, subresources, tagging};
+use super::{attributes, buckets, cors, listing, multipart, notifications, objects, subresources, tagging};
 
 pub struct S3Api {
     pub store: Arc<Store>,
     pub region: String,
     pub account_id: String,
+    pub events: Arc<Hub>,
 }
+
+/// Marks a request that arrived as an HTML form upload (presigned POST).
+#[derive(Debug, Clone, Copy)]
+pub struct FormUpload;
 
 pub fn no_such_bucket() -> s3s::S3Error {
     s3_error!(NoSuchBucket, "The specified bucket does not exist")
@@ -39,6 +46,37 @@ impl S3Api {
                 self.require_bucket(bucket)?;
                 Err(s3_error!(NoSuchKey, "The specified key does not exist."))
             }
+        }
+    }
+
+    /// Who sent `req` and from where (for event records).
+    pub fn origin_of<T>(&self, req: &S3Request<T>) -> Origin {
+        let from = req.extensions.get::<crate::listener::RequestOrigin>();
+        Origin {
+            request_id: from.map(|o| o.id.to_ascii_uppercase()).unwrap_or_default(),
+            principal: req.credentials.as_ref().map_or_else(|| "ANONYMOUS".to_owned(), |c| c.access_key.clone()),
+            source_ip: from.map(|o| o.peer.ip().to_string()).unwrap_or_else(|| "127.0.0.1".into()),
+        }
+    }
+
+    /// The events `name` of `key` causes under `bucket`'s rules.
+    pub fn events_for(
+        &self,
+        bucket: &BucketMeta,
+        name: EventName,
+        bucket_name: &str,
+        key: &str,
+        object: Option<&ObjectMeta>,
+        origin: &Origin,
+    ) -> Vec<PendingEvent> {
+        let created = object.map(|o| Created { size: o.size, etag: &o.etag });
+        bucket.notifications.pending(name, bucket_name, key, created, origin)
+    }
+
+    /// Wakes the delivery task if a write left events behind.
+    pub fn delivered_later(&self, events: &[PendingEvent]) {
+        if !events.is_empty() {
+            self.events.poke();
         }
     }
 
@@ -74,7 +112,24 @@ impl S3 for S3Api {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        objects::put(self, req).await
+        // s3s turns a form upload (PostObject) into this call; the front
+        // marks it, so its event is `ObjectCreated:Post`.
+        let name = if req.extensions.get::<FormUpload>().is_some() { EventName::Post } else { EventName::Put };
+        objects::put(self, req, name).await
+    }
+
+    async fn put_bucket_notification_configuration(
+        &self,
+        req: S3Request<PutBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketNotificationConfigurationOutput>> {
+        notifications::put(self, req).await
+    }
+
+    async fn get_bucket_notification_configuration(
+        &self,
+        req: S3Request<GetBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketNotificationConfigurationOutput>> {
+        notifications::get(self, req).await
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {

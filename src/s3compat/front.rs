@@ -13,10 +13,12 @@ use s3s::service::S3Service;
 use tokio::sync::Semaphore;
 
 use super::cors;
+use super::events::deliver::{EventSink, Hub};
 use super::host::Hosts;
 use super::post_form;
 use super::spool;
 use super::store::Store;
+use crate::shutdown::Shutdown;
 
 #[derive(Clone)]
 pub struct S3Front {
@@ -25,12 +27,30 @@ pub struct S3Front {
     hosts: Arc<Hosts>,
     /// Turns for form uploads, which s3s holds in memory whole.
     form_uploads: Arc<Semaphore>,
+    events: Arc<Hub>,
 }
 
 impl S3Front {
-    pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>) -> Self {
+    pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>, events: Arc<Hub>) -> Self {
         let form_uploads = Arc::new(Semaphore::new(super::POST_OBJECT_CONCURRENCY));
-        Self { service, store, hosts, form_uploads }
+        Self { service, store, hosts, form_uploads, events }
+    }
+
+    /// Connects event notifications to their queues (the SQS role of this
+    /// process); until then events wait in the outbox and configurations
+    /// cannot be validated.
+    pub fn connect_events(&self, sink: Arc<dyn EventSink>) {
+        self.events.connect(sink);
+    }
+
+    /// The task delivering event notifications; runs until `shutdown`.
+    pub fn deliver_events(&self, shutdown: Shutdown) -> impl std::future::Future<Output = ()> + Send + 'static {
+        super::events::deliver::run(Arc::clone(&self.store), Arc::clone(&self.events), shutdown)
+    }
+
+    /// Deletes every bucket and object (the CI reset).
+    pub async fn reset(&self) -> Result<(), super::S3CompatError> {
+        Ok(self.store.wipe().await?)
     }
 
     pub async fn call(&self, req: Request<s3s::Body>) -> Response<s3s::Body> {
@@ -46,7 +66,7 @@ impl S3Front {
             req
         };
         let form_upload = post_form::boundary(&req).is_some();
-        let (req, _turn) = match post_form::boundary(&req) {
+        let (mut req, _turn) = match post_form::boundary(&req) {
             Some(boundary) => {
                 // Never closed, so `acquire` cannot fail; without a turn the
                 // upload would merely not wait.
@@ -55,6 +75,9 @@ impl S3Front {
             }
             None => (req, None),
         };
+        if form_upload {
+            req.extensions_mut().insert(super::api::FormUpload);
+        }
         let origin = header(req.headers(), http::header::ORIGIN);
         let cors = origin.and_then(|o| Some((o.to_owned(), self.bucket_of(req.uri(), req.headers())?)));
         let method = req.method().clone();

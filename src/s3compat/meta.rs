@@ -20,11 +20,14 @@ pub struct BucketMeta {
     /// PutBucketCors's rules; `None` until some are put.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Vec<dto::CORSRule>>,
+    /// PutBucketNotificationConfiguration's queue rules; empty: no events.
+    #[serde(default, skip_serializing_if = "super::events::Notifications::is_empty")]
+    pub notifications: super::events::Notifications,
 }
 
 impl BucketMeta {
     pub fn new(created_ms: i64) -> Self {
-        Self { created_ms, tags: None, cors: None }
+        Self { created_ms, tags: None, cors: None, notifications: Default::default() }
     }
 }
 

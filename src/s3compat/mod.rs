@@ -19,12 +19,14 @@ mod checksums;
 mod conditions;
 mod cors;
 mod error;
+pub mod events;
 mod front;
 mod host;
 mod ingest;
 mod listing;
 mod meta;
 mod multipart;
+mod notifications;
 mod objects;
 mod post_form;
 mod spool;
@@ -56,17 +58,20 @@ pub enum S3CompatError {
 pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
     let store = store::Store::open(&config.data_dir.join("s3"))?;
     let hosts = host::Hosts::new(&config.aws.domain);
+    let site = events::record::Site { region: config.aws.region.clone(), owner: config.aws.account_id.clone() };
+    let events = Arc::new(events::deliver::Hub::new(site));
     let api = api::S3Api {
         store: Arc::clone(&store),
         region: config.aws.region.clone(),
         account_id: config.aws.account_id.clone(),
+        events: Arc::clone(&events),
     };
     let mut builder = S3ServiceBuilder::new(api);
     builder.set_auth(access::KeyPairs(config.credentials().into_iter().collect()));
     builder.set_access(access::PublicReads { public_bucket: config.buckets.public.clone() });
     builder.set_host(hosts.clone());
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(body_limits()))));
-    Ok(S3Front::new(builder.build(), store, Arc::new(hosts)))
+    Ok(S3Front::new(builder.build(), store, Arc::new(hosts), events))
 }
 
 /// s3s reads the file of a presigned POST (HTML form upload) into memory

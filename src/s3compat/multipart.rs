@@ -194,6 +194,7 @@ pub async fn complete(
     api: &S3Api,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let origin = api.origin_of(&req);
     let input = req.input;
     let upload = upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
     let requested = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
@@ -230,6 +231,7 @@ pub async fn complete(
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.size).sum();
     let blob_ids: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();
+    let bucket_meta = api.bucket(&input.bucket)?;
     let blob = api.store.concat_blobs(blob_ids).await?;
     let record = ObjectMeta {
         size,
@@ -243,9 +245,11 @@ pub async fn complete(
         tags: upload.tags.clone(),
     };
     let cond = PutCondition::from_headers(input.if_match, input.if_none_match.as_ref());
-    let outcome = api.store.complete_upload(&input.upload_id, &upload, &record, &cond).await;
+    let name = super::events::EventName::CompleteMultipartUpload;
+    let events = api.events_for(&bucket_meta, name, &input.bucket, &input.key, Some(&record), &origin);
+    let outcome = api.store.complete_upload(&input.upload_id, &upload, &record, &cond, &events).await;
     match outcome {
-        Ok(Some(Ok(()))) => {}
+        Ok(Some(Ok(()))) => api.delivered_later(&events),
         other => {
             api.store.discard_blob(&blob);
             return match other? {

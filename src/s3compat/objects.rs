@@ -8,6 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::api::S3Api;
 use super::conditions::{copy_source_conditions, read_conditions};
 use super::error::StoreError;
+use super::events::{EventName, Origin};
 use super::ingest::{self, Ingested, Stored, claims_of, discard};
 use super::meta::{self, Attrs, ObjectMeta, attrs_of};
 use super::store::{PutCondition, STREAM_CHUNK};
@@ -17,9 +18,14 @@ use super::tagging;
 /// stream, so a GET holds at most a chunk of its body at a time.
 const READ_WHOLE_MAX: u64 = STREAM_CHUNK as u64;
 
-pub async fn put(api: &S3Api, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub async fn put(
+    api: &S3Api,
+    req: S3Request<PutObjectInput>,
+    event: EventName,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let origin = api.origin_of(&req);
     let S3Request { mut input, headers, trailing_headers, .. } = req;
-    api.require_bucket(&input.bucket)?;
+    let bucket_meta = api.bucket(&input.bucket)?;
     let tags = tagging::from_header(input.tagging.as_deref())?;
     let body = input.body.take();
     let claims = claims_of!(input, headers, trailing_headers);
@@ -29,10 +35,12 @@ pub async fn put(api: &S3Api, req: S3Request<PutObjectInput>) -> S3Result<S3Resp
     let (bucket, key) = (std::mem::take(&mut input.bucket), std::mem::take(&mut input.key));
     let (mut record, inline) = record_for(&ingested, attrs_of!(input), verified.clone());
     record.tags = tags;
-    if api.store.put_object(&bucket, &key, &record, &inline, &cond).await?.is_err() {
+    let events = api.events_for(&bucket_meta, event, &bucket, &key, Some(&record), &origin);
+    if api.store.put_object(&bucket, &key, &record, &inline, &cond, &events).await?.is_err() {
         discard(&api.store, &ingested);
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
+    api.delivered_later(&events);
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(record.etag)),
         checksum_crc32: verified.crc32,
@@ -184,16 +192,29 @@ async fn read_body(
 }
 
 pub async fn delete(api: &S3Api, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let origin = api.origin_of(&req);
     let input = req.input;
-    api.require_bucket(&input.bucket)?;
-    api.store.delete_objects(&input.bucket, &[input.key]).await?;
+    let bucket_meta = api.bucket(&input.bucket)?;
+    remove(api, &bucket_meta, &input.bucket, &[input.key], &origin).await?;
     Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+/// Removes `keys`, recording an `ObjectRemoved:Delete` for each one that
+/// existed, as the bucket's rules ask.
+async fn remove(api: &S3Api, meta: &meta::BucketMeta, bucket: &str, keys: &[String], origin: &Origin) -> S3Result<()> {
+    let events_for = |key: &str| api.events_for(meta, EventName::Delete, bucket, key, None, origin);
+    api.store.delete_objects(bucket, keys, &events_for).await?;
+    if !meta.notifications.is_empty() {
+        api.events.poke();
+    }
+    Ok(())
 }
 
 /// Deletes up to 1000 keys with one durable flush.
 pub async fn delete_many(api: &S3Api, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let origin = api.origin_of(&req);
     let input = req.input;
-    api.require_bucket(&input.bucket)?;
+    let bucket_meta = api.bucket(&input.bucket)?;
     let objects = input.delete.objects;
     if objects.is_empty() || objects.len() > 1000 {
         return Err(s3_error!(
@@ -202,7 +223,7 @@ pub async fn delete_many(api: &S3Api, req: S3Request<DeleteObjectsInput>) -> S3R
         ));
     }
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    api.store.delete_objects(&input.bucket, &keys).await?;
+    remove(api, &bucket_meta, &input.bucket, &keys, &origin).await?;
     let quiet = input.delete.quiet.unwrap_or(false);
     let deleted = if quiet {
         Vec::new()
@@ -216,11 +237,12 @@ pub async fn delete_many(api: &S3Api, req: S3Request<DeleteObjectsInput>) -> S3R
 }
 
 pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let origin = api.origin_of(&req);
     let input = req.input;
     let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &input.copy_source else {
         return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
     };
-    api.require_bucket(&input.bucket)?;
+    let bucket_meta = api.bucket(&input.bucket)?;
     let (src, inline) = api.load_object(src_bucket, src_key)?;
     if copy_source_conditions!(input).check(&src.etag, &meta::timestamp(src.modified_ms)).is_some() {
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
@@ -252,12 +274,14 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
         },
     };
     let record = ObjectMeta { modified_ms: meta::now_ms(), blob: blob.clone(), attrs, tags, ..src };
-    if let Err(e) = api.store.put_object(&bucket, &key, &record, &inline, &PutCondition::None).await {
+    let events = api.events_for(&bucket_meta, EventName::Copy, &bucket, &key, Some(&record), &origin);
+    if let Err(e) = api.store.put_object(&bucket, &key, &record, &inline, &PutCondition::None, &events).await {
         if let Some(id) = &blob {
             api.store.discard_blob(id);
         }
         return Err(e.into());
     }
+    api.delivered_later(&events);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(record.etag)),

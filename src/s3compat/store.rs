@@ -19,6 +19,7 @@ use tokio_util::io::ReaderStream;
 
 use super::blob::{BlobDir, TmpFile};
 use super::error::{StoreError, StoreResult};
+use super::events::PendingEvent;
 use super::meta::{self, BucketMeta, ObjectMeta, PartMeta, UploadMeta};
 use crate::durable::{self, Committer};
 
@@ -43,6 +44,9 @@ pub struct Store {
     objects: sled::Tree,
     uploads: sled::Tree,
     parts: sled::Tree,
+    /// Event notifications not yet delivered, keyed by their sequence
+    /// number (big-endian), written in the same commit as their write.
+    outbox: sled::Tree,
     blobs: BlobDir,
     commit: Committer,
 }
@@ -83,6 +87,7 @@ impl Store {
             objects: db.open_tree("objects")?,
             uploads: db.open_tree("uploads")?,
             parts: db.open_tree("parts")?,
+            outbox: db.open_tree("outbox")?,
             blobs: BlobDir::open(root)?,
             commit: Committer::start("s3-commit", db.clone(), point, || {})?,
             db,
@@ -347,7 +352,8 @@ impl Store {
     }
 
     /// Publishes an object (durably) and retires the blob it replaced.
-    /// With a condition, the check and the swap are one atomic step.
+    /// With a condition, the check and the swap are one atomic step; with
+    /// events, they go into the outbox in the same atomic step.
     pub async fn put_object(
         &self,
         bucket: &str,
@@ -355,24 +361,39 @@ impl Store {
         record: &ObjectMeta,
         inline: &[u8],
         cond: &PutCondition,
+        events: &[PendingEvent],
     ) -> StoreResult<Result<(), PreconditionFailed>> {
         let k = meta::object_key(bucket, key);
         let v = meta::encode_object(record, inline)?;
-        let old = match cond {
-            PutCondition::None => self.objects.insert(&k, v)?,
-            _ => loop {
-                let cur = self.objects.get(&k)?;
-                let cur_etag = match &cur {
-                    Some(c) => Some(meta::decode_object(c)?.0.etag),
-                    None => None,
-                };
-                if !cond.holds(cur_etag.as_deref()) {
+        let events = encode_events(events)?;
+        let old = if events.is_empty() {
+            match cond {
+                PutCondition::None => self.objects.insert(&k, v)?,
+                _ => loop {
+                    let cur = self.objects.get(&k)?;
+                    if !cond.holds(current_etag(cur.as_deref())?.as_deref()) {
+                        return Ok(Err(PreconditionFailed));
+                    }
+                    if self.objects.compare_and_swap(&k, cur.as_ref(), Some(v.as_slice()))?.is_ok() {
+                        break cur;
+                    }
+                },
+            }
+        } else {
+            let outcome = (&self.objects, &self.outbox).transaction(|(objects, outbox)| {
+                let cur = objects.get(&k)?;
+                let etag = current_etag(cur.as_deref()).map_err(ConflictableTransactionError::Abort)?;
+                if !cond.holds(etag.as_deref()) {
                     return Ok(Err(PreconditionFailed));
                 }
-                if self.objects.compare_and_swap(&k, cur.as_ref(), Some(v.as_slice()))?.is_ok() {
-                    break cur;
-                }
-            },
+                objects.insert(k.as_slice(), v.as_slice())?;
+                queue_events(outbox, &events)?;
+                Ok(Ok(cur))
+            });
+            match unwrap_tx(outcome)? {
+                Ok(old) => old,
+                Err(p) => return Ok(Err(p)),
+            }
         };
         self.flush().await?;
         self.retire(old.as_deref(), record.blob.as_deref())?;
@@ -380,13 +401,39 @@ impl Store {
     }
 
     /// Deletes objects with one durable flush; missing keys are no error.
-    pub async fn delete_objects(&self, bucket: &str, keys: &[String]) -> StoreResult<()> {
-        let mut removed = Vec::new();
+    /// `events_for` names the events each removed key causes; they go into
+    /// the outbox in the same atomic step as the removals.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        events_for: &(dyn Fn(&str) -> Vec<PendingEvent> + Sync),
+    ) -> StoreResult<()> {
+        let mut encoded = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(old) = self.objects.remove(meta::object_key(bucket, key))? {
-                removed.push(old);
-            }
+            encoded.push(encode_events(&events_for(key))?);
         }
+        let removed = if encoded.iter().all(Vec::is_empty) {
+            let mut removed = Vec::new();
+            for key in keys {
+                if let Some(old) = self.objects.remove(meta::object_key(bucket, key))? {
+                    removed.push(old);
+                }
+            }
+            removed
+        } else {
+            let outcome = (&self.objects, &self.outbox).transaction(|(objects, outbox)| {
+                let mut removed = Vec::new();
+                for (key, events) in keys.iter().zip(&encoded) {
+                    if let Some(old) = objects.remove(meta::object_key(bucket, key))? {
+                        queue_events(outbox, events)?;
+                        removed.push(old);
+                    }
+                }
+                Ok(removed)
+            });
+            unwrap_tx(outcome)?
+        };
         if removed.is_empty() {
             return Ok(());
         }
@@ -395,6 +442,47 @@ impl Store {
             self.retire(Some(&old), None)?;
         }
         Ok(())
+    }
+
+    // ---- event outbox ----
+
+    /// The oldest `max` undelivered events, with their sequence numbers.
+    pub fn outbox_batch(&self, max: usize) -> StoreResult<Vec<(u64, PendingEvent)>> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter().take(max) {
+            let (k, v) = item?;
+            let seq =
+                k.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt("outbox key".into()))?;
+            out.push((seq, serde_json::from_slice(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Drops delivered events. Not flushed on its own: after a crash a
+    /// delivered event may be sent again (delivery is at least once).
+    pub fn outbox_remove(&self, seqs: &[u64]) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for seq in seqs {
+            batch.remove(&seq.to_be_bytes());
+        }
+        Ok(self.outbox.apply_batch(batch)?)
+    }
+
+    /// Deletes every bucket, object, upload and pending event, durably
+    /// (the CI reset); blob files go after the records.
+    pub async fn wipe(self: &Arc<Self>) -> StoreResult<()> {
+        for tree in [&self.buckets, &self.objects, &self.uploads, &self.parts, &self.outbox] {
+            tree.clear()?;
+        }
+        self.flush().await?;
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> StoreResult<()> {
+            for id in this.blobs.all_ids()? {
+                this.blobs.remove(&id);
+            }
+            Ok(())
+        })
+        .await?
     }
 
     /// Unlinks the blob of a replaced record (after the replacement is durable).
@@ -493,33 +581,30 @@ impl Store {
         upload: &UploadMeta,
         record: &ObjectMeta,
         cond: &PutCondition,
+        events: &[PendingEvent],
     ) -> StoreResult<Option<Result<(), PreconditionFailed>>> {
         let parts = self.parts_of(id)?;
+        let events = encode_events(events)?;
         let k = meta::object_key(&upload.bucket, &upload.key);
         let v = meta::encode_object(record, &[])?;
-        let outcome = (&self.objects, &self.uploads, &self.parts).transaction(|(objects, uploads, part_tree)| {
+        let trees = (&self.objects, &self.uploads, &self.parts, &self.outbox);
+        let outcome = trees.transaction(|(objects, uploads, part_tree, outbox)| {
             if uploads.remove(id.as_bytes())?.is_none() {
                 return Ok(None);
             }
             let cur = objects.get(&k)?;
-            let cur_etag = match &cur {
-                Some(c) => Some(meta::decode_object(c).map_err(ConflictableTransactionError::Abort)?.0.etag),
-                None => None,
-            };
-            if !cond.holds(cur_etag.as_deref()) {
+            let etag = current_etag(cur.as_deref()).map_err(ConflictableTransactionError::Abort)?;
+            if !cond.holds(etag.as_deref()) {
                 return Ok(Some(Err(PreconditionFailed)));
             }
             for (n, _) in &parts {
                 part_tree.remove(meta::part_key(id, *n))?;
             }
-            Ok(Some(Ok(objects.insert(k.as_slice(), v.as_slice())?)))
+            let old = objects.insert(k.as_slice(), v.as_slice())?;
+            queue_events(outbox, &events)?;
+            Ok(Some(Ok(old)))
         });
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
-        let old = match outcome {
+        let old = match unwrap_tx(outcome)? {
             Some(Ok(old)) => old,
             Some(Err(p)) => return Ok(Some(Err(p))),
             None => return Ok(None),
@@ -530,6 +615,39 @@ impl Store {
         }
         self.retire(old.as_deref(), record.blob.as_deref())?;
         Ok(Some(Ok(())))
+    }
+}
+
+/// The ETag of a stored record, if there is one.
+fn current_etag(cur: Option<&[u8]>) -> StoreResult<Option<String>> {
+    Ok(match cur {
+        Some(c) => Some(meta::decode_object(c)?.0.etag),
+        None => None,
+    })
+}
+
+fn encode_events(events: &[PendingEvent]) -> StoreResult<Vec<Vec<u8>>> {
+    Ok(events.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?)
+}
+
+/// Puts encoded events into the outbox under fresh, increasing sequence
+/// numbers (sled's ids never repeat, not even across restarts).
+fn queue_events(
+    outbox: &sled::transaction::TransactionalTree,
+    events: &[Vec<u8>],
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for e in events {
+        let seq = outbox.generate_id()?;
+        outbox.insert(&seq.to_be_bytes(), e.as_slice())?;
+    }
+    Ok(())
+}
+
+fn unwrap_tx<T>(outcome: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
+    match outcome {
+        Ok(o) => Ok(o),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
     }
 }
 
@@ -587,7 +705,7 @@ mod tests {
                         part_list: Vec::new(),
                         tags: Vec::new(),
                     };
-                    store.put_object("b", &format!("k{i}"), &record, b"x", &PutCondition::None).await
+                    store.put_object("b", &format!("k{i}"), &record, b"x", &PutCondition::None, &[]).await
                 })
             })
             .collect();

@@ -37,6 +37,7 @@ pub struct Settings {
     pub public_bucket: String,
     pub queue_url: String,
     pub dlq_url: String,
+    pub trigger: crate::config::Trigger,
     /// Memory for upload bodies that must be held whole (no length).
     pub held_bodies: BodyBudget,
     /// Paces the queue-depth refresh of `/metrics`.
@@ -53,6 +54,7 @@ impl Settings {
             public_bucket: config.buckets.public.clone(),
             queue_url,
             dlq_url,
+            trigger: config.pipeline.trigger,
             held_bodies: BodyBudget::new(upload::HELD_BODIES_BUDGET),
             depth_refresh: ops::Throttle::default(),
         }

@@ -15,6 +15,7 @@ use super::body::{self, BodyError};
 use super::error::{ApiError, unavailable};
 use super::{WebState, auth, format_for_mime};
 use crate::avatar::AvatarId;
+use crate::config::Trigger;
 use crate::metrics as m;
 
 /// Enough bytes to recognise every accepted format's signature.
@@ -122,8 +123,11 @@ async fn accept(
         return Err(unavailable("storing the upload", e));
     }
 
-    if let Err(e) =
-        state.clients.sqs.send_message().queue_url(&settings.queue_url).message_body(id.as_str()).send().await
+    // With `pipeline.trigger = s3-event` the private bucket's notification
+    // queues the crunch; otherwise the id is sent here, after the PUT.
+    if settings.trigger == Trigger::Message
+        && let Err(e) =
+            state.clients.sqs.send_message().queue_url(&settings.queue_url).message_body(id.as_str()).send().await
     {
         // Nothing points at the original: remove it so it does not linger.
         let _ = state.clients.s3.delete_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;

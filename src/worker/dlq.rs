@@ -38,7 +38,7 @@ pub async fn drain(clients: Clients, settings: Arc<Settings>, mut shutdown: Shut
         };
         for message in messages {
             let Some(receipt) = message.receipt_handle() else { continue };
-            if let Some(id) = message.body().and_then(AvatarId::parse) {
+            if let Some(id) = message.body().and_then(AvatarId::from_message) {
                 let record = FailureRecord {
                     reason: "dead_lettered".into(),
                     message: format!(

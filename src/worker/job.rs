@@ -42,7 +42,7 @@ pub async fn handle(clients: &Clients, settings: &Settings, message: Message) {
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(1);
-    let Some(id) = message.body().and_then(AvatarId::parse) else {
+    let Some(id) = message.body().and_then(AvatarId::from_message) else {
         tracing::warn!(body = ?message.body(), "dropping a message that holds no avatar id");
         delete_message(clients, settings, receipt).await;
         return;

@@ -9,6 +9,7 @@ mod moves;
 mod permissions;
 mod queues;
 mod receive;
+pub use receive::peek;
 mod send;
 mod tags;
 mod visibility;

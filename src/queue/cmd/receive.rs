@@ -54,6 +54,15 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     }
 }
 
+/// Every message of the queue in ReceiveMessage's shape, every attribute
+/// shown, nothing changed (the CI peek endpoint).
+pub fn peek(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
+    let q = ctx.queue(input)?;
+    let all = ["All".to_owned()];
+    let messages: Vec<Value> = ctx.store().peek(&q)?.iter().map(|r| render(r, &all, &all)).collect();
+    Ok(json!({ "Messages": messages }))
+}
+
 fn wants(names: &[String], name: &str) -> bool {
     names
         .iter()

@@ -6,6 +6,7 @@
 //! is rebuilt from sled at start. Writes go to sled first, then the index;
 //! callers that acknowledge a change wait on [`Store::durable`].
 
+mod dev;
 mod messages;
 pub mod model;
 mod moves;

@@ -169,6 +169,18 @@ impl Store {
         Ok(task)
     }
 
+    /// Forgets every task (the CI reset, after every queue is gone).
+    pub(super) fn clear_moves(&self) -> Result<(), StoreError> {
+        let mut tasks = self.moves();
+        let mut batch = sled::Batch::default();
+        for t in tasks.iter() {
+            batch.remove(task_key(&t.handle));
+        }
+        self.tree.apply_batch(batch)?;
+        tasks.clear();
+        Ok(())
+    }
+
     /// The tasks of source queue `source`, newest first.
     pub fn list_moves(&self, source: &Queue) -> Vec<MoveTask> {
         self.moves().iter().rev().filter(|t| t.source_id == source.id).cloned().collect()

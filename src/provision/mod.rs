@@ -14,8 +14,10 @@ use std::fmt;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
 
+mod notify;
+
 use crate::clients::{CallError, Clients, cause_chain};
-use crate::config::{Config, Driver};
+use crate::config::{Config, Driver, Trigger};
 
 /// Where the queues are, once they exist.
 #[derive(Debug, Clone)]
@@ -157,6 +159,19 @@ pub async fn ensure(clients: &Clients, config: &Config) -> Result<(Queues, Vec<S
         "queue {}: {outcome} {queue_url} (visibility timeout {}s; redrive to {} {dlq_url} after maxReceiveCount {})",
         config.queue.name, config.queue.visibility_timeout, config.queue.dlq_name, config.queue.max_receive_count
     ));
+    let arn = queue_arn(clients, &queue_url).await?;
+    if let Some(outcome) = notify::ensure(clients, config, &queue_url, &arn).await? {
+        let what = match config.pipeline.trigger {
+            Trigger::S3Event => "ObjectCreated under originals/ to",
+            Trigger::Message => "removed (pipeline.trigger = message); was to",
+        };
+        report.push(format!(
+            "notification {} on bucket {}: {outcome} ({what} {})",
+            notify::CONFIG_ID,
+            config.buckets.private,
+            config.queue.name
+        ));
+    }
     Ok((Queues { queue_url, dlq_url }, report))
 }
 
@@ -302,7 +317,7 @@ async fn queue_url(clients: &Clients, name: &str) -> Result<String, ProvisionErr
 }
 
 async fn queue_arn(clients: &Clients, url: &str) -> Result<String, ProvisionError> {
-    let what = "reading the dead-letter queue's ARN";
+    let what = "reading a queue's ARN";
     clients
         .sqs
         .get_queue_attributes()
@@ -350,6 +365,20 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
         && !has_redrive(clients, url, &config.queue.dlq_name).await
     {
         missing.push(format!("redrive policy on queue {} (to {})", config.queue.name, config.queue.dlq_name));
+    }
+    if config.pipeline.trigger == Trigger::S3Event
+        && let Some(url) = urls.get(config.queue.name.as_str())
+        && missing.is_empty()
+    {
+        let arn = queue_arn(clients, url).await?;
+        match notify::is_set(clients, config, &arn).await {
+            Ok(true) => {}
+            Ok(false) => missing.push(format!(
+                "event notification on bucket {} to queue {} (pipeline.trigger = s3-event)",
+                config.buckets.private, config.queue.name
+            )),
+            Err(e) => failed.push(format!("the notification of bucket {} ({e})", config.buckets.private)),
+        }
     }
     if !missing.is_empty() || !failed.is_empty() {
         return Err(ProvisionError::NotReady {
