@@ -396,7 +396,9 @@ def test_without_init_dir_ready_at_once(server_factory):
 def test_ready_hooks_run_in_order_with_the_endpoint_in_their_environment(server_factory, tmp_path):
     """ready.d/ runs in name order once the endpoint answers: *.sh with sh,
     *.py with python3, other executables directly. aws-cli in a hook needs no
-    --endpoint-url or keys: the server's environment suffices. A failing
+    keys or region: the server's environment suffices (`aws s3` honours
+    AWS_ENDPOINT_URL too; aws-cli v1's `sqs` in us-east-1 does not, it forces
+    queue.amazonaws.com unless --endpoint-url is given). A failing
     hook is ERROR with its output logged, later hooks still run, the server
     keeps serving, and `Ready.` comes after the last hook."""
     init = tmp_path / "init"
@@ -404,7 +406,8 @@ def test_ready_hooks_run_in_order_with_the_endpoint_in_their_environment(server_
     env_dump = tmp_path / "hook-env.json"
     ready = init / "ready.d"
     write_script(ready / "01-resources.sh", "set -e\n" + record(order, "01-resources.sh")
-                 + "aws s3 mb s3://ci-bucket\naws sqs create-queue --queue-name ci-queue\n")
+                 + "aws s3 mb s3://ci-bucket\n"
+                 + "aws --endpoint-url \"$AWS_ENDPOINT_URL\" sqs create-queue --queue-name ci-queue\n")
     write_script(ready / "02-fails.sh", record(order, "02-fails.sh")
                  + "echo hook-02-said-this-on-stdout\necho hook-02-said-this-on-stderr >&2\nexit 3\n")
     write_script(ready / "03-after.sh", record(order, "03-after.sh"))
@@ -541,10 +544,10 @@ def test_awslocal_unchanged_with_test_credentials(server_factory, tmp_path):
     src = tmp_path / "file.txt"
     src.write_bytes(b"from awslocal\n")
 
-    ok(awslocal(srv, "s3", "mb", "s3://x"))
-    ok(awslocal(srv, "s3", "cp", str(src), "s3://x/k"))
-    assert "k" in ok(awslocal(srv, "s3", "ls", "s3://x")).split()
-    assert srv.s3().get_object(Bucket="x", Key="k")["Body"].read() == b"from awslocal\n"
+    ok(awslocal(srv, "s3", "mb", "s3://awslocal-bucket"))
+    ok(awslocal(srv, "s3", "cp", str(src), "s3://awslocal-bucket/k"))
+    assert "k" in ok(awslocal(srv, "s3", "ls", "s3://awslocal-bucket")).split()
+    assert srv.s3().get_object(Bucket="awslocal-bucket", Key="k")["Body"].read() == b"from awslocal\n"
 
     url = json.loads(ok(awslocal(srv, "sqs", "create-queue", "--queue-name", "q")))["QueueUrl"]
     assert url.endswith("/000000000000/q"), url
@@ -561,7 +564,7 @@ def test_awslocal_refused_without_test_credentials(server_factory):
     """Without test:test configured, awslocal's default keys are refused with
     each service's own error, and nothing is created."""
     srv = server_factory(roles="s3,sqs", env=server_env()).start()
-    done = awslocal(srv, "s3", "mb", "s3://x")
+    done = awslocal(srv, "s3", "mb", "s3://awslocal-bucket")
     assert done.returncode != 0, done.stdout
     assert "InvalidAccessKeyId" in done.stderr, done.stderr
     done = awslocal(srv, "sqs", "create-queue", "--queue-name", "q")

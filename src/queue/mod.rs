@@ -144,11 +144,13 @@ impl QueueService {
             }
         }
         let result = cmd::peek(&ctx, &params::Input(input));
-        if wants_json {
-            json::respond(result, &request_id)
-        } else {
-            query::respond("ReceiveMessage", result, &request_id)
+        if !wants_json {
+            return query::respond("ReceiveMessage", result, &request_id);
         }
+        let mut resp = json::respond(result, &request_id);
+        // Asked for plain JSON (LocalStack's clients do): say so.
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        resp
     }
 
     /// Deletes every queue and message, durably (the CI reset).
