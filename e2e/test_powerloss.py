@@ -325,7 +325,9 @@ PART = 5 * 1024 * 1024
 FAST = BotoConfig(connect_timeout=2, read_timeout=30, retries={"max_attempts": 1, "mode": "standard"},
                   s3={"addressing_style": "path"})
 DRAIN = 12.0  # after a restart, messages are received until none new arrives for this long
-KINDS = ("objects", "multipart", "buckets", "queues", "messages", "uploads")
+KINDS = ("objects", "multipart", "buckets", "queues", "messages", "uploads", "events")
+EV_BUCKET = "powerloss-events"  # its ObjectCreated events go to EV_QUEUE
+EV_QUEUE = "powerloss-events"
 
 
 def aws(kind: str, srv):
@@ -425,11 +427,14 @@ class Ledger:
         self.deleting: set[str] = set()  # bodies a delete was attempted for (gone is fine)
         self.received: set[str] = set()
         self.uploads: list[str] = []
+        self.ev_acked: set[str] = set()  # keys of EV_BUCKET whose PUT was acknowledged
+        self.ev_seen: set[str] = set()  # keys an ObjectCreated record arrived for
         self.errors = 0
         self.error_kinds: dict[str, int] = {}
         self.counts = {k: 0 for k in ("put", "overwrite", "delete", "mp_create", "mp_part", "mp_complete", "mp_abort",
                                       "bucket_create", "bucket_delete", "queue_create", "queue_delete", "send",
-                                      "send_batch", "recv", "msg_delete", "change_visibility", "upload")}
+                                      "send_batch", "recv", "msg_delete", "change_visibility", "upload",
+                                      "event_put")}
 
     def attempt(self, table: dict, name: str, state) -> int:
         with self.lock:
@@ -635,6 +640,44 @@ def sqs_receive(srv, ledger, stop, gate, url, found):
         with ledger.lock:
             found["resurrected"] += len(res)
             found["alien"] += len(alien)
+
+
+def event_load(srv, ledger, stop, gate):
+    """PUTs to the bucket with notifications: each acknowledged PUT's event
+    must arrive, whatever cut comes (it is in the same commit as the PUT)."""
+    rnd = random.Random(SEED + 7)
+    s3 = aws("s3", srv)
+    i = 0
+    while not stop.is_set():
+        i += 1
+        key = f"ev/{i} {rnd.randrange(1 << 30):x}"  # a space: keys arrive URL-encoded
+        if call(gate, ledger, s3.put_object, Bucket=EV_BUCKET, Key=key, Body=rnd.randbytes(64)) is not None:
+            with ledger.lock:
+                ledger.ev_acked.add(key)
+            ledger.count("event_put")
+
+
+def drain_events(sqs, ledger, url) -> int:
+    """Receives (and deletes) event records until every acknowledged PUT's
+    has arrived, or nothing new came for DRAIN s; returns how many are missing."""
+    from urllib.parse import unquote_plus
+
+    last = time.monotonic()
+    while time.monotonic() - last < DRAIN:
+        with ledger.lock:
+            if ledger.ev_acked <= ledger.ev_seen:
+                break
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        for m in got:
+            body = json.loads(m["Body"])
+            for r in body.get("Records", []):
+                if r["eventName"].startswith("ObjectCreated:"):
+                    with ledger.lock:
+                        ledger.ev_seen.add(unquote_plus(r["s3"]["object"]["key"]))
+                    last = time.monotonic()
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    with ledger.lock:
+        return len(ledger.ev_acked - ledger.ev_seen)
 
 
 def web_load(srv, ledger, stop, gate, images):
@@ -849,6 +892,14 @@ class Check:
         if alien:
             notes.append(f"{alien} messages nobody sent")
             lost["messages"] += alien
+        # event notifications: every acknowledged PUT's record arrives
+        ev_url = self.url_holder.get("events")
+        if ev_url:
+            with led.lock:
+                checked["events"] = len(led.ev_acked)
+            lost["events"] = drain_events(sqs, led, ev_url)
+            if lost["events"]:
+                notes.append(f"{lost['events']} acknowledged PUTs' events never arrived")
         return lost, checked, notes
 
 
@@ -885,7 +936,13 @@ def test_crunchbox_acknowledged_survives_power_cuts(tmp_path, corpus):
         s3.create_bucket(Bucket=BUCKET)
         url_holder["url"] = sqs.create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "2"})["QueueUrl"]
         url = url_holder["url"]
-        loads = [(s3_load, (n,)) for n in range(3)] + [(multipart_load, ()), (admin_load, ())]
+        s3.create_bucket(Bucket=EV_BUCKET)
+        ev_url = sqs.create_queue(QueueName=EV_QUEUE)["QueueUrl"]
+        ev_arn = sqs.get_queue_attributes(QueueUrl=ev_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        s3.put_bucket_notification_configuration(Bucket=EV_BUCKET, NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": ev_arn, "Events": ["s3:ObjectCreated:*"]}]})
+        url_holder["events"] = ev_url
+        loads = [(s3_load, (n,)) for n in range(3)] + [(multipart_load, ()), (admin_load, ()), (event_load, ())]
         loads += [(sqs_send, (url, False)), (sqs_send, (url, True)), (sqs_receive, (url, found)),
                   (web_load, (images,))]
         threads = [threading.Thread(target=f, args=(srv, ledger, stop, gate, *a), daemon=True) for f, a in loads]
@@ -943,5 +1000,6 @@ def test_crunchbox_acknowledged_survives_power_cuts(tmp_path, corpus):
               f"{c['bucket_create']}/{c['bucket_delete']} buckets created/deleted, "
               f"{c['queue_create']}/{c['queue_delete']} queues created/deleted, "
               f"{c['send'] + c['send_batch']} messages sent ({c['msg_delete']} deleted, "
-              f"{c['change_visibility']} visibility changes), {c['upload']} avatar uploads")
+              f"{c['change_visibility']} visibility changes), {c['upload']} avatar uploads, "
+              f"{c['event_put']} PUTs with event notifications ({len(ledger.ev_seen)} of their events seen)")
         plm.__exit__(None, None, None)

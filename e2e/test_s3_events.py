@@ -526,18 +526,35 @@ def test_s3_event_trigger_against_moto(tmp_path, procs):  # noqa: F811 (fixture)
     moto = Moto(tmp_path).start()
     procs.append(moto)
     backend = Backend(moto.endpoint, "moto-key", "moto-secret")
+    s3, sqs = backend.client("s3"), backend.client("sqs")
+    # moto answers GetBucketNotificationConfiguration of a bucket with no
+    # configuration with the root element <GetBucketNotificationResponse/>
+    # (moto/s3/responses.py get_bucket_notification: EmptyResult() before
+    # self.data["Action"] is set), not AWS's <NotificationConfiguration/>;
+    # aws-sdk-s3 checks the root and fails ("HTTP 200"), so provision stops
+    # there. A bucket that already has one (unrelated) rule gets a proper
+    # answer: seed one, which provision must keep.
+    s3.create_bucket(Bucket=PIPELINE_BUCKET)
+    side_url = sqs.create_queue(QueueName="side")["QueueUrl"]
+    side = {
+        "Id": "side", "QueueArn": queue_arn(sqs, side_url), "Events": ["s3:ObjectRemoved:*"],
+        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "side/"}]}},
+    }
+    configure(s3, PIPELINE_BUCKET, side)
     done = provision(backend, tmp_path, S3_EVENT)
     assert done.returncode == 0, done.stderr
     assert "notification crunchbox-crunch" in done.stdout, done.stdout
 
-    s3, sqs = backend.client("s3"), backend.client("sqs")
     url = sqs.get_queue_url(QueueName=CRUNCH_QUEUE)["QueueUrl"]
     arn = queue_arn(sqs, url)
-    check_pipeline_rule(ours(s3.get_bucket_notification_configuration(Bucket=PIPELINE_BUCKET)), arn)
+    config = s3.get_bucket_notification_configuration(Bucket=PIPELINE_BUCKET)
+    check_pipeline_rule(ours(config), arn)
+    assert side in config["QueueConfigurations"], config
     check_send_policy(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"], arn)
     again = provision(backend, tmp_path, S3_EVENT)
     assert again.returncode == 0, again.stderr
-    assert len(s3.get_bucket_notification_configuration(Bucket=PIPELINE_BUCKET)["QueueConfigurations"]) == 1
+    assert "notification crunchbox-crunch on bucket crunchbox-uploads: found" in again.stdout, again.stdout
+    assert len(s3.get_bucket_notification_configuration(Bucket=PIPELINE_BUCKET)["QueueConfigurations"]) == 2
 
     tier = Proc("tier", "web,worker", backend, tmp_path, S3_EVENT).start()
     procs.append(tier)
