@@ -529,7 +529,7 @@ PROVISIONER_POLICY = {
     "Statement": [
         {
             "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:CreateBucket"],
+            "Action": ["s3:ListBucket", "s3:CreateBucket", "s3:GetBucketNotification", "s3:PutBucketNotification"],
             "Resource": ["arn:aws:s3:::crunchbox-uploads", "arn:aws:s3:::crunchbox-public"],
         },
         {

@@ -53,7 +53,8 @@ impl AvatarId {
             return None;
         }
         let key = record.get("s3")?.get("object")?.get("key")?.as_str()?;
-        // Keys arrive URL-encoded; an id and the prefix need no decoding.
+        // Keys arrive form-encoded: AWS keeps `/`, moto encodes it too.
+        let key: String = form_urlencoded::parse(format!("k={key}").as_bytes()).next()?.1.into_owned();
         Self::parse(key.strip_prefix("originals/")?)
     }
 
@@ -137,6 +138,23 @@ mod tests {
         assert!(AvatarId::parse("../../etc/passwd").is_none());
         assert!(AvatarId::parse(&"A".repeat(32)).is_none());
         assert_ne!(id, AvatarId::generate().unwrap());
+    }
+
+    #[test]
+    fn ids_from_messages_of_either_trigger() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let record = |name: &str, key: &str| {
+            serde_json::json!({ "Records": [{ "eventName": name, "s3": { "object": { "key": key } } }] }).to_string()
+        };
+        assert_eq!(AvatarId::from_message(id).map(|i| i.0), Some(id.to_owned()));
+        let aws = record("ObjectCreated:Put", &format!("originals/{id}"));
+        assert_eq!(AvatarId::from_message(&aws).map(|i| i.0), Some(id.to_owned()));
+        // moto encodes the slash too.
+        let moto = record("ObjectCreated:Put", &format!("originals%2F{id}"));
+        assert_eq!(AvatarId::from_message(&moto).map(|i| i.0), Some(id.to_owned()));
+        assert!(AvatarId::from_message(&record("ObjectRemoved:Delete", &format!("originals/{id}"))).is_none());
+        assert!(AvatarId::from_message(&record("ObjectCreated:Put", &format!("deleted/{id}"))).is_none());
+        assert!(AvatarId::from_message(r#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#).is_none());
     }
 
     #[test]

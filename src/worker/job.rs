@@ -102,7 +102,12 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
     };
 
     let limits = settings.limits;
-    let variants = tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits)).await??;
+    let variants = {
+        // Never closed, so `acquire` cannot fail; without a turn the crunch
+        // would merely not wait.
+        let _turn = settings.cpu.acquire().await.ok();
+        tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits)).await??
+    };
 
     // The default variant goes last: its presence is what "ready" means.
     // The others go up together, so a job waits for one durable PUT less.

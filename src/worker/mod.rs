@@ -25,6 +25,9 @@ use crate::shutdown::Shutdown;
 const WAIT_SECONDS: i32 = 20;
 /// Pause after a failed receive, so an unreachable queue is not hammered.
 const RECEIVE_BACKOFF: Duration = Duration::from_secs(2);
+/// Jobs in flight per CPU turn: while one crunches, the next original is
+/// already downloading and the last one's variants are uploading.
+const JOBS_PER_CPU: usize = 3;
 
 /// What jobs need besides the clients.
 #[derive(Debug)]
@@ -37,6 +40,10 @@ pub struct Settings {
     pub max_receive_count: u32,
     pub limits: Limits,
     pub concurrency: usize,
+    /// Turns at the CPU: `concurrency` crunches decode and encode at once.
+    /// A job holds one only around its crunch, so downloads, uploads and
+    /// deletes of other jobs overlap it and no core waits on I/O.
+    pub cpu: Arc<Semaphore>,
     /// `queue.orphan_after_secs`; `None`: derived from the crunch queue.
     pub orphan_after: Option<Duration>,
 }
@@ -52,6 +59,7 @@ impl Settings {
             max_receive_count: config.queue.max_receive_count,
             limits: Limits { max_pixels: config.crunch.max_pixels },
             concurrency: config.crunch_concurrency(),
+            cpu: Arc::new(Semaphore::new(config.crunch_concurrency())),
             orphan_after: (config.queue.orphan_after_secs > 0)
                 .then(|| Duration::from_secs(config.queue.orphan_after_secs)),
         }
@@ -61,7 +69,8 @@ impl Settings {
 /// Runs until `shutdown`, then lets running crunches finish.
 pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    // In-flight jobs; the CPU turns inside them are `settings.cpu`.
+    let slots = Arc::new(Semaphore::new(settings.concurrency * JOBS_PER_CPU));
     let mut jobs = JoinSet::new();
     let dlq = tokio::spawn(dlq::drain(clients.clone(), Arc::clone(&settings), shutdown.clone()));
     let sweep = tokio::spawn(orphans::run(clients.clone(), Arc::clone(&settings), shutdown.clone()));
