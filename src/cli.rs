@@ -91,6 +91,10 @@ pub struct CrunchArgs {
     /// Refuse images with more pixels than this (checked from the header).
     #[arg(long, default_value_t = 50_000_000)]
     pub max_pixels: u64,
+    /// Also write each variant's WebP twin (NAME.webp, NAME_small.webp, …),
+    /// as the worker does.
+    #[arg(long)]
+    pub webp: bool,
 }
 
 /// A part of the appliance that `serve` can run.

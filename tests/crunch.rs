@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crunchbox::crunch::{self, CrunchError, Format, Limits, Variant, VariantName};
+use crunchbox::crunch::{self, CrunchError, Format, Limits, Outputs, Variant, VariantName};
 use image::codecs::gif::GifEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::{DynamicImage, Frame, ImageBuffer, ImageEncoder, ImageFormat, Luma, Rgb, Rgba, RgbaImage};
@@ -340,6 +340,79 @@ fn webp_lossless_with_alpha() {
     WebPEncoder::new_lossless(&mut bytes).write_image(img.as_raw(), 900, 300, image::ExtendedColorType::Rgba8).unwrap();
     let variants = crunch_ok(&bytes, 900, 300, "webp");
     assert_eq!(variants[0].content_type, "image/png");
+}
+
+#[test]
+fn lossy_webp_is_shrunk_on_load_to_the_large_box() {
+    // A lossy WebP made by libwebp itself (through the twins), bigger than
+    // the large box: decoded straight to 600 wide, colours intact.
+    let big = crunch::crunch_with(
+        &jpeg(red_corner(1800, 1200).as_raw(), 1800, 1200, jpeg_encoder::ColorType::Rgb, None),
+        &limits(),
+        Outputs { webp: true },
+    )
+    .unwrap();
+    let twin = big[2].webp.clone().unwrap();
+    assert_eq!(crunch::detect(&twin), Some(Format::Webp));
+    let variants = crunch_ok(&twin, 600, 400, "lossy webp");
+    assert_eq!(variants[0].content_type, "image/jpeg");
+    let large = decode(&variants[2]).to_rgb8();
+    assert!(is_reddish(*large.get_pixel(10, 10)), "red corner kept: {:?}", large.get_pixel(10, 10));
+    assert!(!is_reddish(*large.get_pixel(590, 390)));
+}
+
+#[test]
+fn webp_twins_match_their_variants_and_keep_alpha() {
+    let opaque = jpeg(red_corner(900, 600).as_raw(), 900, 600, jpeg_encoder::ColorType::Rgb, None);
+    let seethrough = RgbaImage::from_fn(900, 600, |x, _| Rgba([20, 120, 220, if x < 450 { 0 } else { 255 }]));
+    let seethrough = encode_as(&DynamicImage::ImageRgba8(seethrough), ImageFormat::Png);
+    for (what, bytes, alpha) in [("opaque", opaque, false), ("transparent", seethrough, true)] {
+        let plain = crunch::crunch(&bytes, &limits()).unwrap();
+        assert!(plain.iter().all(|v| v.webp.is_none()), "{what}: twins only when asked");
+        let variants = crunch::crunch_with(&bytes, &limits(), Outputs { webp: true }).unwrap();
+        check_variants(&variants, 900, 600, what);
+        for v in &variants {
+            let twin = v.webp.as_deref().unwrap_or_else(|| panic!("{what} {:?}: no twin", v.name));
+            // A plain lossy WebP: RIFF, then VP8 (or VP8X + ALPH + VP8 with
+            // alpha), and no EXIF/XMP/ICC chunk.
+            assert_eq!((&twin[..4], &twin[8..12]), (&b"RIFF"[..], &b"WEBP"[..]), "{what}");
+            let chunks = riff_chunks(twin);
+            assert!(chunks.iter().any(|c| c == b"VP8 "), "{what}: lossy, got {chunks:?}");
+            assert_eq!(chunks.iter().any(|c| c == b"ALPH"), alpha, "{what}: alpha chunk");
+            for bad in [b"EXIF", b"XMP ", b"ICCP"] {
+                assert!(!chunks.iter().any(|c| c == bad), "{what}: metadata chunk in twin");
+            }
+            let img = image::load_from_memory_with_format(twin, ImageFormat::WebP).unwrap();
+            assert_eq!((img.width(), img.height()), (v.width, v.height), "{what} {:?}", v.name);
+            if alpha {
+                let rgba = img.to_rgba8();
+                let (w, h) = (rgba.width(), rgba.height());
+                assert!(rgba.get_pixel(w / 8, h / 2)[3] < 16, "{what}: left half stays transparent");
+                assert!(rgba.get_pixel(w * 7 / 8, h / 2)[3] > 240, "{what}: right half stays opaque");
+            } else {
+                assert!(is_reddish(*img.to_rgb8().get_pixel(2, 2)), "{what}: colours kept");
+            }
+        }
+    }
+}
+
+/// The chunk ids of a RIFF file, in order.
+fn riff_chunks(bytes: &[u8]) -> Vec<[u8; 4]> {
+    let mut ids = Vec::new();
+    let mut i = 12;
+    while i + 8 <= bytes.len() {
+        ids.push(bytes[i..i + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().unwrap()) as usize;
+        i += 8 + len + len % 2;
+    }
+    ids
+}
+
+#[test]
+fn jpeg_with_data_after_its_end_marker_is_fine() {
+    let mut bytes = jpeg(red_corner(640, 480).as_raw(), 640, 480, jpeg_encoder::ColorType::Rgb, None);
+    bytes.extend_from_slice(b"trailing bytes some cameras and editors append");
+    crunch_ok(&bytes, 640, 480, "jpeg + trailer");
 }
 
 #[test]

@@ -2,13 +2,14 @@
 //!
 //! Each input's variants are written as `NAME.jpg`, `NAME_small.jpg` and
 //! `NAME_large.jpg` (`.png` for images with transparency), NAME being the
-//! input's file stem. A bad file is reported and skipped; the command still
+//! input's file stem; with `--webp`, each also gets its WebP twin
+//! (`NAME.webp`, …). A bad file is reported and skipped; the command still
 //! fails at the end so scripts notice.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Limits, Variant, crunch};
+use super::{Limits, Outputs, Variant, crunch_with};
 use crate::cli::CrunchArgs;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,7 @@ pub fn run(args: &CrunchArgs) -> Result<(), CrunchCliError> {
     let mut failed = 0;
     for file in &args.files {
         let started = Instant::now();
-        match crunch_file(file, &args.out, &limits) {
+        match crunch_file(file, &args.out, &limits, Outputs { webp: args.webp }) {
             Ok(written) => {
                 let list: Vec<String> =
                     written.iter().map(|(path, v)| format!("{} {}x{}", path.display(), v.width, v.height)).collect();
@@ -54,14 +55,23 @@ pub fn run(args: &CrunchArgs) -> Result<(), CrunchCliError> {
     Ok(())
 }
 
-fn crunch_file(file: &Path, out: &Path, limits: &Limits) -> Result<Vec<(PathBuf, Variant)>, FileError> {
+fn crunch_file(
+    file: &Path,
+    out: &Path,
+    limits: &Limits,
+    outputs: Outputs,
+) -> Result<Vec<(PathBuf, Variant)>, FileError> {
     let bytes = std::fs::read(file).map_err(FileError::Read)?;
-    let variants = crunch(&bytes, limits)?;
+    let variants = crunch_with(&bytes, limits, outputs)?;
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".to_owned());
     let mut written = Vec::with_capacity(variants.len());
     for v in variants {
         let path = out.join(format!("{stem}{}.{}", v.name.suffix(), v.extension()));
         std::fs::write(&path, &v.bytes).map_err(|source| FileError::Write { path: path.clone(), source })?;
+        if let Some(webp) = &v.webp {
+            let twin = path.with_extension("webp");
+            std::fs::write(&twin, webp).map_err(|source| FileError::Write { path: twin, source })?;
+        }
         written.push((path, v));
     }
     Ok(written)

@@ -9,7 +9,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use super::raster::Raster;
-use super::{CrunchError, Format, jpeg};
+use super::{CrunchError, Format, jpeg, webp};
 
 /// Decoded pixels plus the EXIF orientation still to be applied. Orientation
 /// is applied after the first resize, where there are fewer pixels to move
@@ -28,10 +28,39 @@ pub(crate) fn decode(bytes: &[u8], format: Format, max_pixels: u64, want: u32) -
     {
         return Ok(d);
     }
-    if format == Format::Webp && riff_truncated(bytes) {
-        return Err(CrunchError::Truncated("WebP"));
+    if format == Format::Webp {
+        if riff_truncated(bytes) {
+            return Err(CrunchError::Truncated("WebP"));
+        }
+        let header = webp::header(bytes)?;
+        // Animations go to the `image` crate, which takes their first frame
+        // as it does a GIF's.
+        if !header.animated {
+            if let Some(e) = CrunchError::too_many_pixels(header.width, header.height, max_pixels) {
+                return Err(e);
+            }
+            let orientation = if webp_has_exif(bytes) { generic_orientation(bytes, format) } else { NO_TRANSFORMS };
+            return Ok(Decoded { raster: webp::decode(bytes, header, want)?, orientation });
+        }
     }
     decode_generic(bytes, format, max_pixels)
+}
+
+const NO_TRANSFORMS: Orientation = Orientation::NoTransforms;
+
+/// An extended WebP (`VP8X`) flags an EXIF chunk in its header; only then is
+/// the container walked for the orientation.
+fn webp_has_exif(bytes: &[u8]) -> bool {
+    const EXIF_FLAG: u8 = 0x08;
+    bytes.get(12..16) == Some(b"VP8X") && bytes.get(20).is_some_and(|flags| flags & EXIF_FLAG != 0)
+}
+
+/// The EXIF orientation as the `image` crate's decoder reads it (from the
+/// container only, no pixels decoded); none when it cannot say.
+fn generic_orientation(bytes: &[u8], format: Format) -> Orientation {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
+    reader.no_limits();
+    reader.into_decoder().and_then(|mut d| d.orientation()).unwrap_or(NO_TRANSFORMS)
 }
 
 /// A RIFF container states its own length; `image-webp` reports a short
@@ -41,8 +70,8 @@ fn riff_truncated(bytes: &[u8]) -> bool {
     declared.is_some_and(|n| bytes.len() < usize::try_from(n).unwrap_or(usize::MAX).saturating_add(8))
 }
 
-/// The `image` crate's decoders: PNG, GIF (first frame), WebP, and the JPEGs
-/// the fast path declines.
+/// The `image` crate's decoders: PNG, GIF (first frame), animated WebP
+/// (first frame), and the JPEGs the fast path declines.
 fn decode_generic(bytes: &[u8], format: Format, max_pixels: u64) -> Result<Decoded, CrunchError> {
     let name = name(format);
     let fail = |e| CrunchError::from_image(name, e, max_pixels);

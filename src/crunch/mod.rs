@@ -5,7 +5,9 @@
 //! on a blocking thread) and never lets a decoder's panic escape. The image
 //! is decoded once, at the smallest size the largest variant needs; the
 //! large variant is resampled from it and the two smaller ones from the
-//! large one.
+//! large one. JPEG and WebP decode through C libraries built from source
+//! (libjpeg-turbo, libwebp) because they can shrink on load; PNG and GIF
+//! stay with the pure-Rust `image` decoders.
 
 pub mod cli;
 mod decode;
@@ -15,6 +17,7 @@ mod format;
 mod jpeg;
 mod raster;
 mod resize;
+mod webp;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -22,6 +25,7 @@ pub use encode::JPEG_QUALITY;
 pub use error::CrunchError;
 pub use format::{Format, detect};
 pub use resize::fit;
+pub use webp::WEBP_QUALITY;
 
 /// Bounds on what an input may cost to decode.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +39,13 @@ impl Default for Limits {
     fn default() -> Self {
         Limits { max_pixels: 50_000_000 }
     }
+}
+
+/// What a crunch makes beside each variant's JPEG/PNG.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outputs {
+    /// A lossy WebP twin of every variant (SPEC "Content negotiation").
+    pub webp: bool,
 }
 
 /// The variants every upload is crunched into.
@@ -85,6 +96,8 @@ pub struct Variant {
     pub content_type: &'static str,
     pub width: u32,
     pub height: u32,
+    /// The WebP twin; `None` when the crunch was not asked for one.
+    pub webp: Option<Vec<u8>>,
 }
 
 impl Variant {
@@ -97,17 +110,27 @@ impl Variant {
 /// Crunches an original into its variants, in [`VariantName::ALL`] order.
 /// Every error is a permanent property of the input.
 pub fn crunch(bytes: &[u8], limits: &Limits) -> Result<Vec<Variant>, CrunchError> {
+    crunch_with(bytes, limits, Outputs::default())
+}
+
+/// [`crunch`], with the extra `outputs` asked for.
+pub fn crunch_with(bytes: &[u8], limits: &Limits, outputs: Outputs) -> Result<Vec<Variant>, CrunchError> {
     if bytes.is_empty() {
         return Err(CrunchError::Empty);
     }
     let format = detect(bytes).ok_or(CrunchError::UnsupportedFormat)?;
     // Decoders parse hostile input; a panic in one must fail this input,
     // not take down the worker thread.
-    catch_unwind(AssertUnwindSafe(|| crunch_detected(bytes, format, limits)))
+    catch_unwind(AssertUnwindSafe(|| crunch_detected(bytes, format, limits, outputs)))
         .unwrap_or(Err(CrunchError::DecoderPanicked(decode::name(format))))
 }
 
-fn crunch_detected(bytes: &[u8], format: Format, limits: &Limits) -> Result<Vec<Variant>, CrunchError> {
+fn crunch_detected(
+    bytes: &[u8],
+    format: Format,
+    limits: &Limits,
+    outputs: Outputs,
+) -> Result<Vec<Variant>, CrunchError> {
     let large_box = VariantName::Large.box_size();
     let decoded = decode::decode(bytes, format, limits.max_pixels, large_box)?;
     let source = decoded.raster.drop_alpha_if_opaque();
@@ -126,12 +149,14 @@ fn crunch_detected(bytes: &[u8], format: Format, limits: &Limits) -> Result<Vec<
                 &small
             };
             let out = encode::encode(raster)?;
+            let webp = if outputs.webp { Some(webp::encode(raster)?) } else { None };
             Ok(Variant {
                 name,
                 bytes: out.bytes,
                 content_type: out.content_type,
                 width: raster.width,
                 height: raster.height,
+                webp,
             })
         })
         .collect()

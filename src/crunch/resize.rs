@@ -28,27 +28,49 @@ pub(crate) struct Resizer {
 
 impl Resizer {
     pub(crate) fn new() -> Resizer {
-        // Lanczos3 is the sharpest of the usual filters; alpha is
-        // premultiplied during filtering (the crate's default) so transparent
-        // pixels' colours do not bleed into their neighbours.
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        // Alpha is premultiplied during filtering (the crate's default) so
+        // transparent pixels' colours do not bleed into their neighbours.
+        let options = ResizeOptions::new().resize_alg(LANCZOS);
         Resizer { inner: fast_image_resize::Resizer::new(), options }
     }
 
     /// `src` fitted inside a `side` box; a copy when it already fits.
+    ///
+    /// A large reduction (more than [`BOX_FIRST_ABOVE`]×) first box-averages
+    /// to twice the box, then Lanczos3 does the last 2×: libvips' shrink +
+    /// reduce. Lanczos3 straight from a 3700 px PNG to 600 px weighs ~37
+    /// source pixels per output pixel in each direction; the box pass reads
+    /// every pixel once and the Lanczos pass then has 12 taps, for the same
+    /// look (the box's softness is below what the 2× Lanczos keeps).
     pub(crate) fn fit(&mut self, src: &Raster, side: u32) -> Result<Raster, CrunchError> {
         let (width, height) = fit(src.width, src.height, side);
         if (width, height) == (src.width, src.height) {
             return Ok(src.clone());
         }
+        if src.width.max(src.height) > side.saturating_mul(BOX_FIRST_ABOVE) {
+            let (w2, h2) = fit(src.width, src.height, side.saturating_mul(2));
+            let halfway = self.resize(src, w2, h2, ResizeAlg::Convolution(FilterType::Box))?;
+            return self.resize(&halfway, width, height, LANCZOS);
+        }
+        self.resize(src, width, height, LANCZOS)
+    }
+
+    fn resize(&mut self, src: &Raster, width: u32, height: u32, alg: ResizeAlg) -> Result<Raster, CrunchError> {
         let pixel_type = src.layout.pixel_type();
         let failed = |e: &dyn std::fmt::Display| CrunchError::ResizeFailed(e.to_string());
         let from = ImageRef::new(src.width, src.height, &src.data, pixel_type).map_err(|e| failed(&e))?;
         let mut to = Image::new(width, height, pixel_type);
-        self.inner.resize(&from, &mut to, &self.options).map_err(|e| failed(&e))?;
+        let options = self.options.resize_alg(alg);
+        self.inner.resize(&from, &mut to, &options).map_err(|e| failed(&e))?;
         Ok(Raster { width, height, layout: src.layout, data: to.into_vec() })
     }
 }
+
+/// Reductions larger than this go through a box pass first.
+const BOX_FIRST_ABOVE: u32 = 4;
+
+/// Lanczos3 is the sharpest of the usual filters.
+const LANCZOS: ResizeAlg = ResizeAlg::Convolution(FilterType::Lanczos3);
 
 #[cfg(test)]
 mod tests {
