@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use commit::{CommitError, CommitFailure, Committer};
-pub use sync::{SyncPoint, create_dir_all_durable, sync_dir};
+pub use sync::{SyncPoint, create_children_durable, create_dir_all_durable, sync_dir};
 
 /// Why the durable layer failed. Each case names what it was doing.
 #[derive(Debug, thiserror::Error)]

@@ -112,9 +112,40 @@ pub fn create_dir_all_durable(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Creates the missing `children` of `parent` durably, as
+/// [`create_dir_all_durable`] would one by one, but with one `fsync` of the
+/// parent for all of them: a fresh store's 256 blob shards cost 257 syncs
+/// instead of 512, which is what a fresh data dir (`--ephemeral`) waits on.
+pub fn create_children_durable<S: AsRef<Path>>(parent: &Path, children: &[S]) -> io::Result<()> {
+    create_dir_all_durable(parent)?;
+    let mut created = false;
+    for child in children {
+        let dir = parent.join(child);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                sync_dir(&dir)?;
+                created = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if created { sync_dir(parent) } else { Ok(()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_are_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = dir.path().join("a/b");
+        create_children_durable(&parent, &["x", "y"]).unwrap();
+        std::fs::write(parent.join("x/kept"), b"1").unwrap();
+        create_children_durable(&parent, &["x", "y", "z"]).unwrap();
+        assert!(parent.join("x/kept").exists() && parent.join("y").is_dir() && parent.join("z").is_dir());
+    }
 
     #[test]
     fn new_and_grown_files_are_noticed_and_gone_ones_forgotten() {

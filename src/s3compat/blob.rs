@@ -47,9 +47,8 @@ impl BlobDir {
         fs::create_dir_all(&tmp)?;
         // The shards must exist after a power cut, or no blob renamed into
         // one would (done once; afterwards they exist).
-        for shard in 0..=255u8 {
-            crate::durable::create_dir_all_durable(&blobs.join(format!("{shard:02x}")))?;
-        }
+        let shards: Vec<String> = (0..=255u8).map(|shard| format!("{shard:02x}")).collect();
+        crate::durable::create_children_durable(&blobs, &shards)?;
         Ok(Self { blobs, tmp })
     }
 
