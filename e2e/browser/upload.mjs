@@ -26,7 +26,12 @@ const errors = [];
 async function drive(page) {
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
-  page.on("requestfailed", (r) => errors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("requestfailed", (r) => {
+    // The page closes its EventSource once the upload settles, which may
+    // abort the stream just before the server ends it: not a failure.
+    const closedStream = r.resourceType() === "eventsource" && r.failure()?.errorText === "net::ERR_ABORTED";
+    if (!closedStream) errors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on("response", (r) => { if (r.status() >= 400) errors.push(`http ${r.status()}: ${r.request().method()} ${r.url()}`); });
   // What the page asked the server for (polls would show here), and what
   // each <img> got for its own Accept header.
