@@ -12,9 +12,10 @@ on the release binary.
    (`--roles s3,sqs,web`, so uploads stay pending), one pending upload per
    stream (one watcher each: the worst case; streams of one id share one),
    all held open for HOLD seconds. Reports the server's RSS before, while
-   open and after closing, and its CPU while the watchers probe S3.
+   open and 20 s after closing (the server notices a closed stream at its
+   next keep-alive comment), and its CPU while the watchers probe S3.
 
-  $VENV/bin/python bench/events.py   (env: CRUNCHBOX_BIN, CRUNCHBOX_CORPUS, EVENTS_PHOTO, LEVELS, STREAMS, HOLD)
+  $VENV/bin/python bench/events.py   (env: CRUNCHBOX_BIN, CRUNCHBOX_CORPUS, EVENTS_PHOTO, EVENTS_LEVELS, STREAMS, HOLD)
 """
 
 import http.client
@@ -34,7 +35,7 @@ from conftest import BINARY, CORPUS, Server  # noqa: E402
 from pipeline import latency_summary, peak_rss_mib, process_cpu, run_clients  # noqa: E402
 
 TOKEN = "dev-token"
-LEVELS = tuple(int(n) for n in os.environ.get("LEVELS", "1,8,32").split(","))
+LEVELS = tuple(int(n) for n in os.environ.get("EVENTS_LEVELS", "1,8,32").split(",") if n)
 PHOTO = Path(os.environ.get("EVENTS_PHOTO", CORPUS / "aitzgorri_by_Aitzol_Berasategi.jpg"))
 STREAMS = int(os.environ.get("STREAMS", "1000"))
 HOLD = float(os.environ.get("HOLD", "20"))
@@ -135,7 +136,8 @@ def open_streams(tmp: Path) -> dict:
         for s in socks:
             sel.unregister(s)
             s.close()
-        time.sleep(3)
+        # The server notices a closed stream at its next keep-alive write (15 s).
+        time.sleep(20)
         after = rss_mib(pid)
         peak = peak_rss_mib(pid)
     finally:
