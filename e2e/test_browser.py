@@ -62,6 +62,8 @@ def check_variants(report: dict, original: Path, web_url: str) -> None:
     streams = [r for r in report["requests"] if r.startswith("GET /v1/avatar/") and r.endswith("/events")]
     polls = [r for r in report["requests"] if r.startswith("GET /v1/avatar/") and not r.endswith("/events")]
     assert len(streams) == 1 and polls == [], report["requests"]
+    # Chromium's own Accept names image/webp: every <img> got the WebP twin.
+    assert sorted(report["imageTypes"].values()) == ["image/webp"] * 3, report["imageTypes"]
     assert report["status"] == "Ready."
     with Image.open(original) as img:
         aspect = img.width / img.height

@@ -1,13 +1,13 @@
 //! `GET`/`HEAD /a/{id}`: the WebP twin or the JPEG/PNG by `Accept` (SPEC
 //! "Content negotiation and readiness push"). The twins are written to the
 //! public bucket through the real S3 endpoint, under the keys the worker
-//! uses, so these tests do not depend on the WebP encoder.
+//! uses, so they test serving alone; the last test has the worker make them.
 
 mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::TestServer;
-use common::web::{TOKEN, expect_error, jpeg};
+use common::web::{Events, TOKEN, expect_error, jpeg, upload_id};
 use crunchbox::cli::Role;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
@@ -149,5 +149,46 @@ async fn delete_removes_the_twins() {
     let left = s3.list_objects_v2().bucket(&server.config.buckets.public).prefix(&id).send().await.expect("list");
     let keys: Vec<_> = left.contents().iter().filter_map(|o| o.key()).collect();
     assert!(keys.is_empty(), "left behind: {keys:?}");
+    server.shutdown().await;
+}
+
+/// The real worker makes the twins: a photo serves WebP to a browser and
+/// JPEG to curl, and a transparent PNG keeps its transparency in its WebP.
+#[tokio::test]
+async fn the_worker_makes_twins_that_keep_alpha() {
+    let server = TestServer::start(&common::ALL_ROLES).await;
+    let web = server.web_url();
+    let photo = upload_id(&web, "image/jpeg", jpeg(320, 240)).await;
+    // Left half fully transparent, right half opaque blue.
+    let img = image::ImageBuffer::from_fn(300, 200, |x, _| image::Rgba([0u8, 0, 255, if x < 150 { 0 } else { 255 }]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img).write_to(&mut png, image::ImageFormat::Png).expect("png");
+    let clear = upload_id(&web, "image/png", png.into_inner()).await;
+    for id in [&photo, &clear] {
+        let mut events = Events::open(&web, id).await;
+        while let Some((_, status)) = events.next().await {
+            assert_ne!(status["status"], "failed", "{status}");
+        }
+    }
+
+    for (accept, kind) in [(Some(CHROMIUM_IMG), "image/webp"), (Some("*/*"), "image/jpeg"), (None, "image/jpeg")] {
+        let resp = get(&server, &photo, accept, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        check_headers(resp.headers(), kind);
+        let bytes = resp.bytes().await.expect("body");
+        let format = image::guess_format(&bytes).expect("an image");
+        assert_eq!(format.to_mime_type(), kind, "{accept:?}");
+    }
+
+    let resp = get(&server, &format!("{clear}_large"), Some("image/webp;q=0, image/png"), None).await;
+    check_headers(resp.headers(), "image/png");
+    let resp = get(&server, &format!("{clear}_large"), Some(CHROMIUM_IMG), None).await;
+    check_headers(resp.headers(), "image/webp");
+    let bytes = resp.bytes().await.expect("body");
+    let webp = image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP).expect("decodes").to_rgba8();
+    assert_eq!(webp.dimensions(), (300, 200));
+    assert_eq!(webp.get_pixel(20, 100).0[3], 0, "the transparent half stayed transparent");
+    let opaque = webp.get_pixel(280, 100).0;
+    assert!(opaque[3] == 255 && opaque[2] > 200, "{opaque:?}");
     server.shutdown().await;
 }
