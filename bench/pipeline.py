@@ -101,53 +101,70 @@ def own_cpu() -> float:
     return t.user + t.system
 
 
+def run_clients(clients: int, total: int, one) -> tuple[list[float], float]:
+    """Calls `one(n)` for n in range(total) from `clients` threads, each
+    taking the next n when its call returns; returns the calls' results and
+    the wall time. Raises if any call failed."""
+    results: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client() -> None:
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            try:
+                result = one(n)
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(str(e))
+                return
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} calls failed, e.g. {errors[0]}")
+    return results, wall
+
+
+def latency_summary(latencies: list[float], wall: float) -> dict:
+    """Count, p50, p99 (seconds) and rate (per second of `wall`)."""
+    latencies = sorted(latencies)
+    return {
+        "uploads": len(latencies),
+        "p50": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+        "rate": len(latencies) / wall,
+    }
+
+
 def run_level(clients: int, inputs: list[tuple[bytes, str]], total: int, tmp: Path) -> dict:
     server = Server(tmp / f"c{clients}", env={"CRUNCHBOX_WEB_MAX_UPLOAD_BYTES": str(16 * 1024 * 1024)})
     server.start()
     try:
         # Warm-up: one upload, so connection set-up is not measured.
         upload_until_ready(server.web, *inputs[0])
-        latencies: list[float] = []
-        errors: list[str] = []
-        lock = threading.Lock()
-        counter = iter(range(total))
-
-        def client() -> None:
-            while True:
-                with lock:
-                    n = next(counter, None)
-                if n is None:
-                    return
-                try:
-                    latency = upload_until_ready(server.web, *inputs[n % len(inputs)])
-                except Exception as e:  # noqa: BLE001 - reported below
-                    with lock:
-                        errors.append(str(e))
-                    return
-                with lock:
-                    latencies.append(latency)
-
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        started = time.perf_counter()
         cpu0 = (own_cpu(), process_cpu(server.proc.pid))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
+        latencies, wall = run_clients(
+            clients, total, lambda n: upload_until_ready(server.web, *inputs[n % len(inputs)])
+        )
         cpu1 = (own_cpu(), process_cpu(server.proc.pid))
-        if errors:
-            raise RuntimeError(f"{len(errors)} uploads failed, e.g. {errors[0]}")
         rss = peak_rss_mib(server.proc.pid)
     finally:
         server.stop()
-    latencies.sort()
     return {
         "clients": clients,
-        "uploads": len(latencies),
-        "p50": statistics.median(latencies),
-        "p99": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
-        "rate": len(latencies) / wall,
+        **latency_summary(latencies, wall),
         "rss": rss,
         "gen_cores": (cpu1[0] - cpu0[0]) / wall,
         "server_cores": (cpu1[1] - cpu0[1]) / wall,

@@ -1,7 +1,8 @@
 """The upload page (`GET /`) in Debian's headless Chromium, driven by
 playwright-core (e2e/browser/upload.mjs): pick a photo in the page's file
 input, the three variants appear without a reload, at the sizes SPEC gives
-and with the original's aspect ratio."""
+and with the original's aspect ratio; the page follows the upload's event
+stream and never polls its status."""
 
 import json
 import os
@@ -57,6 +58,12 @@ def drive(url: str, image: Path, shot: Path, token: str, expect_error: bool = Fa
 def check_variants(report: dict, original: Path, web_url: str) -> None:
     assert report["navigations"] == 0, "the page reloaded or navigated"
     assert report["errors"] == [], report["errors"]
+    # EventSource, not polling: one stream, no status GETs.
+    streams = [r for r in report["requests"] if r.startswith("GET /v1/avatar/") and r.endswith("/events")]
+    polls = [r for r in report["requests"] if r.startswith("GET /v1/avatar/") and not r.endswith("/events")]
+    assert len(streams) == 1 and polls == [], report["requests"]
+    # Chromium's own Accept names image/webp: every <img> got the WebP twin.
+    assert sorted(report["imageTypes"].values()) == ["image/webp"] * 3, report["imageTypes"]
     assert report["status"] == "Ready."
     with Image.open(original) as img:
         aspect = img.width / img.height

@@ -18,9 +18,11 @@ BOXES = {"default": 200, "small": 100, "large": 600}
 LINE = re.compile(r"^\s+(default|small|large)\s+(\S+)$")
 
 
-def upload(*args: str, endpoint: str, token: str | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
+def upload(
+    *args: str, endpoint: str, token: str | None = None, timeout: float = 90, wait: int = 60
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRUNCHBOX_UPLOAD_")}
-    cmd = [str(BINARY), "upload", "--endpoint", endpoint, "--wait-secs", "60", *args]
+    cmd = [str(BINARY), "upload", "--endpoint", endpoint, "--wait-secs", str(wait), *args]
     if token is not None:
         cmd += ["--token", token]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -150,3 +152,11 @@ def test_one_bad_file_does_not_stop_the_others(server, corpus, tmp_path):
         f"crunchbox upload: {missing}: cannot read: No such file or directory (os error 2)"
     ]
 
+
+
+def test_no_worker_gives_up_after_wait_secs(server_factory, corpus):
+    """Without a worker the event stream stays pending: the client gives up
+    after --wait-secs with one line, rather than waiting forever."""
+    srv = server_factory(roles="s3,sqs,web").start()
+    line = one_error_line(upload(str(corpus / "mate_Aqua.jpg"), endpoint=srv.web, wait=2))
+    assert "still not crunched after 2s" in line, line

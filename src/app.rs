@@ -158,7 +158,12 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         };
         if has(Role::Web) {
             let settings = web::Settings::new(&config, queues.queue_url.clone(), queues.dlq_url.clone());
-            let router = web::router(web::WebState { clients: clients.clone(), settings: Arc::new(settings) });
+            let state = web::WebState {
+                clients: clients.clone(),
+                settings: Arc::new(settings),
+                shutdown: web_stage.shutdown.clone(),
+            };
+            let router = web::router(state);
             let listener = bind(config.web.listen, "web.listen").await?;
             web_addr = listener.local_addr().ok();
             web_stage.tasks.spawn(crate::listener::serve(

@@ -20,6 +20,12 @@ use aws_sdk_s3::operation::head_object::HeadObjectError;
 use crate::clients::CallError;
 use crate::crunch::VariantName;
 
+/// Variants never change under a key, so caches may keep them forever.
+pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// The `Content-Type` of a WebP twin.
+pub const WEBP_TYPE: &str = "image/webp";
+
 /// A validated upload id: 128 random bits as 32 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AvatarId(String);
@@ -78,6 +84,13 @@ impl AvatarId {
     pub fn variant_key(&self, variant: VariantName) -> String {
         format!("{}{}", self.0, variant.suffix())
     }
+
+    /// Key of a variant's WebP twin in the public bucket (`{id}_small.webp`).
+    /// No `/a/` path names it: the variant's URL serves it to clients that
+    /// accept WebP, so one URL stays one image.
+    pub fn twin_key(&self, variant: VariantName) -> String {
+        format!("{}{}.webp", self.0, variant.suffix())
+    }
 }
 
 impl fmt::Display for AvatarId {
@@ -109,11 +122,11 @@ pub async fn is_deleted(s3: &aws_sdk_s3::Client, private_bucket: &str, id: &Avat
     exists(s3, private_bucket, &id.tombstone_key()).await
 }
 
-/// Removes every variant of `id` from `public_bucket` (deleting a missing
-/// key succeeds, so this can be repeated).
+/// Removes every variant of `id` and its WebP twin from `public_bucket`
+/// (deleting a missing key succeeds, so this can be repeated).
 pub async fn delete_variants(s3: &aws_sdk_s3::Client, public_bucket: &str, id: &AvatarId) -> Result<(), CallError> {
-    let deletes =
-        VariantName::ALL.iter().map(|&v| s3.delete_object().bucket(public_bucket).key(id.variant_key(v)).send());
+    let keys = VariantName::ALL.iter().flat_map(|&v| [id.variant_key(v), id.twin_key(v)]);
+    let deletes = keys.map(|key| s3.delete_object().bucket(public_bucket).key(key).send());
     futures_util::future::try_join_all(deletes).await.map_err(CallError::on("deleting the variants"))?;
     Ok(())
 }
@@ -164,6 +177,10 @@ mod tests {
         assert_eq!(parse_variant_path(&format!("{id}_small")).map(|(_, v)| v), Some(VariantName::Small));
         assert_eq!(parse_variant_path(&format!("{id}_large")).map(|(_, v)| v), Some(VariantName::Large));
         assert!(parse_variant_path(&format!("{id}_huge")).is_none());
+        // A twin's key is no variant path: it has no URL of its own.
+        let twin = AvatarId::parse(id).unwrap().twin_key(VariantName::Small);
+        assert_eq!(twin, format!("{id}_small.webp"));
+        assert!(parse_variant_path(&twin).is_none());
         assert!(parse_variant_path("short_small").is_none());
     }
 }

@@ -4,7 +4,8 @@
 //
 // usage: node upload.mjs PAGE_URL IMAGE_FILE SCREENSHOT_PNG [TOKEN]
 // Prints one JSON object on stdout:
-//   {status, variants: {name: {src, width, height}}, shown, navigations, errors}
+//   {status, variants: {name: {src, width, height}}, shown, navigations, errors,
+//    requests: ["METHOD /path", ...], imageTypes: {"/a/...": content-type}}
 // Exits non-zero (with the reason on stderr) if the page never shows the images.
 // With EXPECT_ERROR=1 it instead waits for the page to show an error; status
 // is then that error's text.
@@ -25,8 +26,22 @@ const errors = [];
 async function drive(page) {
   page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") errors.push(`console: ${m.text()}`); });
-  page.on("requestfailed", (r) => errors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("requestfailed", (r) => {
+    // The page closes its EventSource once the upload settles, which may
+    // abort the stream just before the server ends it: not a failure.
+    const closedStream = r.resourceType() === "eventsource" && r.failure()?.errorText === "net::ERR_ABORTED";
+    if (!closedStream) errors.push(`requestfailed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on("response", (r) => { if (r.status() >= 400) errors.push(`http ${r.status()}: ${r.request().method()} ${r.url()}`); });
+  // What the page asked the server for (polls would show here), and what
+  // each <img> got for its own Accept header.
+  const requests = [];
+  const imageTypes = {};
+  page.on("request", (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`));
+  page.on("response", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.startsWith("/a/")) imageTypes[path] = r.headers()["content-type"];
+  });
 
   const response = await page.goto(pageUrl, { waitUntil: "load" });
   if (!response || !response.ok()) throw new Error(`GET ${pageUrl} answered ${response?.status()}`);
@@ -64,7 +79,7 @@ async function drive(page) {
   );
   await page.screenshot({ path: screenshot, fullPage: true });
   const status = await page.textContent("#status");
-  return { status, variants, shown: Object.keys(variants).length, navigations, errors };
+  return { status, variants, shown: Object.keys(variants).length, navigations, errors, requests, imageTypes };
 }
 
 // --no-sandbox: CI containers often run as root, where Chromium's sandbox refuses to start.

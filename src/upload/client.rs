@@ -1,6 +1,6 @@
 //! The HTTP side of `crunchbox upload`: one pooled hyper client that speaks
 //! http and https (the rustls stack the AWS SDK already builds), and the two
-//! calls the uploader needs. Every failure becomes an [`UploadError`] whose
+//! calls the uploader needs: the upload and the upload's event stream. Every failure becomes an [`UploadError`] whose
 //! text is the one line the user sees.
 
 use std::pin::Pin;
@@ -13,6 +13,7 @@ use http::{Method, Request, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::UploadError;
+use super::events::EventReader;
 
 /// Answers from the web role are small JSON documents; anything bigger is
 /// not crunchbox talking.
@@ -38,7 +40,7 @@ pub struct Accepted {
     pub id: String,
 }
 
-/// `GET /v1/avatar/{id}`.
+/// The JSON of a `status` event (that of `GET /v1/avatar/{id}`).
 #[derive(Debug, Deserialize)]
 pub struct Status {
     pub status: String,
@@ -125,18 +127,34 @@ impl WebClient {
         serde_json::from_slice(&answer).map_err(|e| self.garbled(e))
     }
 
-    /// One look at an upload's state.
-    pub async fn status(&self, id: &str) -> Result<Status, UploadError> {
+    /// Opens the upload's event stream (`GET /v1/avatar/{id}/events`).
+    pub async fn events(&self, id: &str) -> Result<EventReader<Incoming>, UploadError> {
         let empty: Body = Empty::new().map_err(|never| match never {}).boxed();
         let request = Request::builder()
-            .uri(format!("{}/v1/avatar/{id}", self.base))
+            .uri(format!("{}/v1/avatar/{id}/events", self.base))
+            .header(header::ACCEPT, "text/event-stream")
             .body(empty)
             .map_err(|_| UploadError::BadEndpoint(self.base.clone()))?;
-        let (status, answer) = self.send(request).await?;
-        if status != StatusCode::OK {
+        let response = self.http.request(request).await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let is_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if status != StatusCode::OK || !is_stream {
+            let answer = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             return Err(refusal(status, &answer));
         }
-        serde_json::from_slice(&answer).map_err(|e| self.garbled(e))
+        Ok(EventReader::new(response.into_body()))
+    }
+
+    /// Reads `data` of a `status` event.
+    pub fn parse_status(&self, data: &str) -> Result<Status, UploadError> {
+        serde_json::from_str(data).map_err(|e| self.garbled(e))
     }
 
     async fn send(&self, request: Request<Body>) -> Result<(StatusCode, Bytes), UploadError> {

@@ -2,16 +2,18 @@
 //!
 //! Each file is sniffed (the server only takes bytes whose magic matches the
 //! declared type, so we declare what the bytes are, not what the name says),
-//! streamed with a progress bar, then polled until the worker has crunched it.
+//! streamed with a progress bar, then followed on its event stream
+//! (`GET /v1/avatar/{id}/events`) until the worker has crunched it.
 //! The three variant URLs go to stdout; progress and errors go to stderr, one
 //! line per failure, and any failure makes the exit status non-zero.
 
 mod client;
+mod events;
 mod progress;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use futures_util::TryStreamExt;
@@ -155,31 +157,43 @@ async fn sniff(file: &mut tokio::fs::File) -> Result<&'static str, UploadError> 
     crate::crunch::detect(&head).map(|f| f.mime()).ok_or(UploadError::Unsupported)
 }
 
-/// Polls with a gentle back-off until the worker has had its say.
+/// Follows the upload's event stream until it settles. A stream the server
+/// ended early (its time limit, a restart) is opened again, as an
+/// `EventSource` would.
 async fn wait_ready(client: &WebClient, id: &str, wait: Duration) -> Result<Variants, UploadError> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + wait;
+    let timeout = || UploadError::Timeout(wait.as_secs());
     loop {
-        let status = client.status(id).await?;
-        match status.status.as_str() {
-            "ready" => {
-                return status.variants.ok_or_else(|| UploadError::Transport {
-                    endpoint: client.base().to_owned(),
-                    reason: "ready without variant URLs".into(),
-                });
+        let mut events = tokio::time::timeout_at(deadline, client.events(id)).await.map_err(|_| timeout())??;
+        while let Some(event) = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|e| UploadError::Transport { endpoint: client.base().to_owned(), reason: e.to_string() })?
+        {
+            if event.name != "status" {
+                continue;
             }
-            "failed" => {
-                return Err(UploadError::CrunchFailed(status.error.unwrap_or_else(|| "no reason given".into())));
+            let status = client.parse_status(&event.data)?;
+            match status.status.as_str() {
+                "ready" => {
+                    return status.variants.ok_or_else(|| UploadError::Transport {
+                        endpoint: client.base().to_owned(),
+                        reason: "ready without variant URLs".into(),
+                    });
+                }
+                "failed" => {
+                    let reason = status.error.unwrap_or_else(|| "no reason given".into());
+                    return Err(UploadError::CrunchFailed(reason));
+                }
+                _ => {}
             }
-            _ => {}
         }
-        if started.elapsed() >= wait {
-            return Err(UploadError::Timeout(wait.as_secs()));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        tokio::time::timeout_at(deadline, tokio::time::sleep(REOPEN_PAUSE)).await.map_err(|_| timeout())?;
     }
 }
+
+/// Pause before opening a stream the server ended unsettled.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -4,13 +4,16 @@
 //! records, variants) and SQS (the crunch queue), reached through the SDK
 //! clients, so any number of web processes can run side by side.
 
+mod accept;
 mod body;
 mod error;
+mod events;
 mod ops;
 mod page;
 mod serve;
 mod status;
 mod upload;
+mod watch;
 
 pub mod auth;
 
@@ -23,6 +26,7 @@ use crate::budget::BodyBudget;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::crunch::Format;
+use crate::shutdown::Shutdown;
 
 pub use error::ApiError;
 
@@ -42,6 +46,8 @@ pub struct Settings {
     pub held_bodies: BodyBudget,
     /// Paces the queue-depth refresh of `/metrics`.
     pub depth_refresh: ops::Throttle,
+    /// The shared watchers behind the event streams.
+    pub watchers: watch::Watchers,
 }
 
 impl Settings {
@@ -57,6 +63,7 @@ impl Settings {
             trigger: config.pipeline.trigger,
             held_bodies: BodyBudget::new(upload::HELD_BODIES_BUDGET),
             depth_refresh: ops::Throttle::default(),
+            watchers: watch::Watchers::default(),
         }
     }
 
@@ -70,6 +77,8 @@ impl Settings {
 pub struct WebState {
     pub clients: Clients,
     pub settings: Arc<Settings>,
+    /// The web stage's; ends event streams so a drain need not wait.
+    pub shutdown: Shutdown,
 }
 
 /// Every route in SPEC's table.
@@ -78,6 +87,7 @@ pub fn router(state: WebState) -> Router {
         .route("/", get(page::index))
         .route("/v1/avatar/upload", post(upload::upload))
         .route("/v1/avatar/{id}", get(status::status).delete(status::delete))
+        .route("/v1/avatar/{id}/events", get(events::events))
         .route("/a/{key}", get(serve::variant))
         .route("/__lbheartbeat__", get(ops::lbheartbeat))
         .route("/__heartbeat__", get(ops::heartbeat))

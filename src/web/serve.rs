@@ -1,6 +1,13 @@
 //! `GET`/`HEAD /a/{id}[_small|_large]`: a variant's bytes from the public
 //! bucket, with immutable caching headers.
 //!
+//! Each variant has two representations: its JPEG/PNG and, when the worker
+//! made one, its WebP twin ([`AvatarId::twin_key`]), served to clients whose
+//! `Accept` names WebP (see [`super::accept`]). Each keeps the ETag S3 gives
+//! it, so `If-None-Match` is answered per representation, and every answer
+//! says `Vary: Accept`. An avatar crunched before twins existed has none
+//! and serves its JPEG/PNG to everyone.
+//!
 //! The body is streamed from S3 to the client as it arrives, and `HEAD`
 //! asks S3 for the headers only, so serving never holds a variant in memory.
 
@@ -13,11 +20,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::WebState;
+use super::accept::accepts_webp;
 use super::error::{ApiError, unavailable};
-use crate::avatar::{self, parse_variant_path};
-
-/// Variants never change under a key, so caches may keep them forever.
-const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+use crate::avatar::{self, AvatarId, CACHE_CONTROL, WEBP_TYPE, parse_variant_path};
+use crate::crunch::VariantName;
 
 /// What S3 said about a variant, before any body is read.
 struct Meta {
@@ -31,16 +37,26 @@ pub async fn variant(
     method: Method,
     Path(segment): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (id, variant) = parse_variant_path(&segment).ok_or(ApiError::NotFound)?;
+) -> Response {
+    let mut resp = match serve(&state, &method, &segment, &headers).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    // Even a 404 may differ by `Accept` (a twin is written before its variant).
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+async fn serve(state: &WebState, method: &Method, segment: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let (id, variant) = parse_variant_path(segment).ok_or(ApiError::NotFound)?;
     let s = &state.settings;
+    let webp = accepts_webp(headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()));
     // A deleted upload's tombstone outranks a variant a racing worker may
     // still have written (see `crate::avatar`); asked at the same time, so
     // serving waits for one round trip, not two.
-    let key = id.variant_key(variant);
     let (deleted, response) = tokio::join!(
         avatar::is_deleted(&state.clients.s3, &s.private_bucket, &id),
-        fetch(&state, &method, &key, &headers),
+        representation(state, method, &id, variant, webp, headers),
     );
     if deleted.map_err(ApiError::Unavailable)? {
         return Err(ApiError::NotFound);
@@ -48,8 +64,42 @@ pub async fn variant(
     response
 }
 
-/// The variant at `key` (or 304), straight from the public bucket.
-async fn fetch(state: &WebState, method: &Method, key: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+/// The WebP twin when the client takes it and it exists, else the JPEG/PNG.
+async fn representation(
+    state: &WebState,
+    method: &Method,
+    id: &AvatarId,
+    variant: VariantName,
+    webp: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if webp {
+        match fetch(state, method, &id.twin_key(variant), Kind::Twin, headers).await {
+            // No twin: crunched before twins existed, or not ready yet.
+            Err(ApiError::NotFound) => {}
+            other => return other,
+        }
+    }
+    fetch(state, method, &id.variant_key(variant), Kind::Variant, headers).await
+}
+
+/// Which of a variant's two representations an object is.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// The JPEG or PNG.
+    Variant,
+    /// The WebP twin.
+    Twin,
+}
+
+/// The object at `key` (or 304), straight from the public bucket.
+async fn fetch(
+    state: &WebState,
+    method: &Method,
+    key: &str,
+    kind: Kind,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let bucket = &state.settings.public_bucket;
     let if_none_match = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let s3 = &state.clients.s3;
@@ -100,9 +150,13 @@ async fn fetch(state: &WebState, method: &Method, key: &str, headers: &HeaderMap
 
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    // Only crunchbox's own two output types are ever served, whatever an
+    // Only crunchbox's own output types are ever served, whatever an
     // object's metadata says.
-    let content_type = if meta.content_type.as_deref() == Some("image/png") { "image/png" } else { "image/jpeg" };
+    let content_type = match kind {
+        Kind::Twin => WEBP_TYPE,
+        Kind::Variant if meta.content_type.as_deref() == Some("image/png") => "image/png",
+        Kind::Variant => "image/jpeg",
+    };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(len) = meta.content_length.and_then(|n| u64::try_from(n).ok()) {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

@@ -60,13 +60,20 @@ async fn lookup(state: &WebState, id: &AvatarId) -> Result<Option<Status>, ApiEr
     Ok(None)
 }
 
-fn parse_id(raw: &str) -> Result<AvatarId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<AvatarId, ApiError> {
     AvatarId::parse(raw).ok_or(ApiError::NotFound)
 }
 
 pub async fn status(State(state): State<WebState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let status = lookup(&state, &id).await?.ok_or(ApiError::NotFound)?;
+    let body = current(&state, &id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(body))
+}
+
+/// The body of `GET /v1/avatar/{id}`; `None` if the id is unknown or was
+/// deleted. The event stream sends the same document.
+pub(super) async fn current(state: &WebState, id: &AvatarId) -> Result<Option<Value>, ApiError> {
+    let Some(status) = lookup(state, id).await? else { return Ok(None) };
     let s = &state.settings;
     let variants = json!({
         "default": s.avatar_url(&id.variant_key(VariantName::Default)),
@@ -88,7 +95,12 @@ pub async fn status(State(state): State<WebState>, Path(raw): Path<String>) -> R
         }
     };
     body["status"] = json!(label);
-    Ok(Json(body))
+    Ok(Some(body))
+}
+
+/// Whether a status document is final (`ready` or `failed`): it changes no more.
+pub(super) fn is_settled(body: &Value) -> bool {
+    matches!(body["status"].as_str(), Some("ready" | "failed"))
 }
 
 pub async fn delete(

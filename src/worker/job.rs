@@ -13,10 +13,13 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::Settings;
-use crate::avatar::{self, AvatarId, FailureRecord};
+use crate::avatar::{self, AvatarId, FailureRecord, WEBP_TYPE};
 use crate::clients::{CallError, Clients};
 use crate::crunch::{self, CrunchError, Variant, VariantName};
 use crate::metrics as m;
+
+/// Every variant gets its WebP twin (SPEC "Content negotiation").
+const TWINS: crunch::Outputs = crunch::Outputs { webp: true };
 
 /// Why a job did not finish; decides what happens to the message.
 #[derive(Debug, thiserror::Error)]
@@ -106,15 +109,17 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
         // Never closed, so `acquire` cannot fail; without a turn the crunch
         // would merely not wait.
         let _turn = settings.cpu.acquire().await.ok();
-        tokio::task::spawn_blocking(move || crunch::crunch(&original, &limits)).await??
+        tokio::task::spawn_blocking(move || crunch::crunch_with(&original, &limits, TWINS)).await??
     };
 
-    // The default variant goes last: its presence is what "ready" means.
-    // The others go up together, so a job waits for one durable PUT less.
-    let (default, others): (Vec<_>, Vec<_>) = variants.into_iter().partition(|v| v.name == VariantName::Default);
-    futures_util::future::try_join_all(others.into_iter().map(|v| put_variant(clients, settings, id, v))).await?;
-    for v in default {
-        put_variant(clients, settings, id, v).await?;
+    // The default variant goes last: its presence is what "ready" means,
+    // so a ready avatar always has every variant and every WebP twin. The
+    // rest go up together, so a job waits for one durable PUT more, not six.
+    let (last, first): (Vec<_>, Vec<_>) =
+        variants.into_iter().flat_map(|v| uploads(id, v)).partition(|u| u.marks_ready);
+    futures_util::future::try_join_all(first.into_iter().map(|u| put(clients, settings, u))).await?;
+    for u in last {
+        put(clients, settings, u).await?;
     }
     if deleted_meanwhile(clients, settings, id).await? {
         // A DELETE ran while this crunch did: take the variants down again.
@@ -125,15 +130,37 @@ async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Re
     Ok(())
 }
 
-async fn put_variant(clients: &Clients, settings: &Settings, id: &AvatarId, v: Variant) -> Result<(), CallError> {
+/// One object the worker writes to the public bucket.
+struct Upload {
+    key: String,
+    /// The default variant itself: written last.
+    marks_ready: bool,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// A variant and, when the crunch made one, its WebP twin.
+fn uploads(id: &AvatarId, v: Variant) -> impl Iterator<Item = Upload> {
+    let twin =
+        v.webp.map(|bytes| Upload { key: id.twin_key(v.name), marks_ready: false, content_type: WEBP_TYPE, bytes });
+    let main = Upload {
+        key: id.variant_key(v.name),
+        marks_ready: v.name == VariantName::Default,
+        content_type: v.content_type,
+        bytes: v.bytes,
+    };
+    twin.into_iter().chain(std::iter::once(main))
+}
+
+async fn put(clients: &Clients, settings: &Settings, u: Upload) -> Result<(), CallError> {
     clients
         .s3
         .put_object()
         .bucket(&settings.public_bucket)
-        .key(id.variant_key(v.name))
-        .content_type(v.content_type)
-        .cache_control("public, max-age=31536000, immutable")
-        .body(ByteStream::from(v.bytes))
+        .key(u.key)
+        .content_type(u.content_type)
+        .cache_control(avatar::CACHE_CONTROL)
+        .body(ByteStream::from(u.bytes))
         .send()
         .await
         .map(|_| ())
@@ -206,5 +233,40 @@ async fn extend_visibility(clients: Clients, queue_url: String, receipt: String,
         if let Err(e) = res {
             tracing::warn!(error = %DisplayErrorContext(e), "extending visibility failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: VariantName, webp: Option<&[u8]>) -> Variant {
+        Variant {
+            name,
+            bytes: b"jpeg".to_vec(),
+            content_type: "image/jpeg",
+            width: 1,
+            height: 1,
+            webp: webp.map(<[u8]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn twins_go_up_beside_their_variants_and_only_the_default_marks_ready() {
+        let id = AvatarId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let all: Vec<_> = [variant(VariantName::Default, Some(b"webp")), variant(VariantName::Small, None)]
+            .into_iter()
+            .flat_map(|v| uploads(&id, v))
+            .map(|u| (u.key, u.content_type, u.marks_ready, u.bytes))
+            .collect();
+        let id = id.as_str();
+        assert_eq!(
+            all,
+            [
+                (format!("{id}.webp"), WEBP_TYPE, false, b"webp".to_vec()),
+                (id.to_owned(), "image/jpeg", true, b"jpeg".to_vec()),
+                (format!("{id}_small"), "image/jpeg", false, b"jpeg".to_vec()),
+            ]
+        );
     }
 }

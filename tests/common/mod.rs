@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod sqs;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! A pass-through HTTP proxy that can hold chosen requests: the way a test
 //! stops a real worker at an exact point of its job (say, with its variant
 //! PUTs sent but not yet stored) without any hook in the code under test.
@@ -75,6 +77,11 @@ impl Proxy {
     pub fn pass_all(&self) {
         *self.gate.rule.lock().unwrap() = None;
         self.release();
+    }
+
+    /// How many requests are being held right now.
+    pub fn held(&self) -> usize {
+        *self.gate.held.borrow()
     }
 
     /// Waits until at least `n` requests are being held.
