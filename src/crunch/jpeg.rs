@@ -39,6 +39,14 @@ struct RanOut;
 /// Decodes `bytes` at the smallest DCT scale whose longer side still reaches
 /// `want` pixels (or at full size if the image is smaller than that).
 pub(crate) fn decode(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome, CrunchError> {
+    // The frame header is checked before libjpeg sees the file: libjpeg
+    // reads on to the first scan before it reports a size, and a bomb that
+    // has no scan would only be "corrupt" instead of "too many pixels".
+    if let Some((width, height)) = frame_size(bytes)
+        && let Some(e) = CrunchError::too_many_pixels(width, height, max_pixels)
+    {
+        return Err(e);
+    }
     match catch_unwind(AssertUnwindSafe(|| decode_unwinding(bytes, max_pixels, want))) {
         Ok(result) => result,
         Err(payload) if payload.is::<RanOut>() => Err(CrunchError::Truncated("JPEG")),
@@ -95,6 +103,32 @@ fn decode_unwinding(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome,
     Ok(Outcome::Decoded(Decoded { raster, orientation }))
 }
 
+/// Width and height from the first start-of-frame marker, walking the
+/// marker segments by their lengths; `None` when there is none to find.
+fn frame_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 2;
+    while let (Some(&0xFF), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) {
+        match marker {
+            // Fill bytes before a marker.
+            0xFF => i += 1,
+            // Standalone markers carry no length.
+            0x01 | 0xD0..=0xD7 => i += 2,
+            // Start of scan or end of image: no frame header before it.
+            0xD9 | 0xDA => return None,
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let height = u16::from_be_bytes([*bytes.get(i + 5)?, *bytes.get(i + 6)?]);
+                let width = u16::from_be_bytes([*bytes.get(i + 7)?, *bytes.get(i + 8)?]);
+                return Some((u32::from(width), u32::from(height)));
+            }
+            _ => {
+                let len = u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]);
+                i += 2 + usize::from(len);
+            }
+        }
+    }
+    None
+}
+
 /// The N of the N/8 scale: the smallest whose scaled longer side (rounded
 /// up, as libjpeg does) still reaches `want`.
 fn scale_eighths(long_side: u32, want: u32) -> u8 {
@@ -137,7 +171,16 @@ extern "C-unwind" fn message(cinfo: &mut sys::jpeg_common_struct, level: c_int) 
 
 #[cfg(test)]
 mod tests {
-    use super::scale_eighths;
+    use super::{frame_size, scale_eighths};
+
+    #[test]
+    fn frame_size_is_read_past_other_segments() {
+        let mut j = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB];
+        j.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x0B, 0x08, 0x01, 0x2C, 0x02, 0x58, 0x01, 0x01, 0x11, 0x00]);
+        assert_eq!(frame_size(&j), Some((600, 300)));
+        assert_eq!(frame_size(&j[..10]), None);
+        assert_eq!(frame_size(&[0xFF, 0xD8, 0xFF, 0xD9]), None);
+    }
 
     #[test]
     fn picks_the_smallest_scale_that_still_covers_the_box() {
