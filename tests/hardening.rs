@@ -425,10 +425,14 @@ async fn bad_uploads_end_failed_with_a_reason_and_publish_nothing() {
         }
     }
     // Nothing half-written: the public bucket holds exactly the variants of
-    // the ready uploads; the private one the originals and failure records.
+    // the ready uploads and their WebP twins; the private one the originals
+    // and failure records.
     let public = keys(&server, &server.config.buckets.public).await;
-    let expected: BTreeSet<String> =
-        ready.iter().flat_map(|id| ["", "_small", "_large"].map(|s| format!("{id}{s}"))).collect();
+    let expected: BTreeSet<String> = ready
+        .iter()
+        .flat_map(|id| ["", "_small", "_large"].map(|s| format!("{id}{s}")))
+        .flat_map(|key| [format!("{key}.webp"), key])
+        .collect();
     assert_eq!(public, expected);
     let private = keys(&server, &server.config.buckets.private).await;
     let expected: BTreeSet<String> = uploaded
