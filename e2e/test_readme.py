@@ -1,7 +1,9 @@
 """The README's Quick start, followed literally on a clean clone: its
 `<!-- readme:run -->` command starts everything, the banner says where, the
 web role answers there, the banner's `try:` line works as printed, and
-SIGTERM stops it cleanly."""
+SIGTERM stops it cleanly. The web port is not the default and only
+`web.listen` says so, as a newcomer would set it: every URL handed out must
+follow. The README's s3cmd line works as printed (its port aside)."""
 
 import os
 import queue
@@ -12,8 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+import io
+import json
 import urllib.request
 from pathlib import Path
+
+from PIL import Image
 
 from conftest import free_port
 
@@ -102,13 +108,14 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path):
             "CARGO_TARGET_DIR": str(root / "target"),
             # Free ports instead of the defaults (8080/4566), which another server may hold;
             # the environment is a documented way to configure, the command stays as written.
+            # No CRUNCHBOX_WEB_PUBLIC_URL: the URLs handed out must follow web.listen.
             "CRUNCHBOX_WEB_LISTEN": f"127.0.0.1:{web_port}",
-            "CRUNCHBOX_WEB_PUBLIC_URL": f"http://127.0.0.1:{web_port}",
             "CRUNCHBOX_AWS_LISTEN": f"127.0.0.1:{aws_port}",
             "RUST_LOG": "info",
         }
     )
     env.pop("CRUNCHBOX_DATA_DIR", None)
+    env.pop("CRUNCHBOX_WEB_PUBLIC_URL", None)
     cargo_log = tmp_path / "cargo-and-logs.txt"
     # cargo run exec()s the program on Unix, so this pid becomes crunchbox's.
     proc = subprocess.Popen(
@@ -132,6 +139,7 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path):
         web = re.search(r"^crunchbox web:\s+(http://\S+)", text, re.M)
         assert web, text
         assert web.group(1) == f"http://127.0.0.1:{web_port}"
+        assert f"images at http://127.0.0.1:{web_port}/a/ID" in text, text
         for path in ("/__lbheartbeat__", "/__heartbeat__"):
             with urllib.request.urlopen(web.group(1) + path, timeout=30) as resp:
                 assert resp.status == 200, path
@@ -154,6 +162,9 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path):
         buckets = {line.split()[-1] for line in result.stdout.splitlines() if line.strip()}
         assert {"crunchbox-uploads", "crunchbox-public"} <= buckets, result.stdout
 
+        upload_follows_the_port(web.group(1))
+        s3cmd_as_printed(readme, aws_port, tmp_path, shell_env)
+
         assert (clone / "crunchbox-data").is_dir(), "data_dir default is ./crunchbox-data"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, cargo_log.read_text()[-3000:]
@@ -163,3 +174,67 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path):
             proc.wait()
         if dirty and "Compiling crunchbox" in cargo_log.read_text(errors="replace"):
             forget_clone_build(root / "target", started)
+
+
+def upload_follows_the_port(web: str) -> None:
+    """An upload's `url`, its status's variants, and the variants themselves
+    are on the port the web role listens on, not the default 8080."""
+    img = Image.new("RGB", (64, 48), (200, 30, 30))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    req = urllib.request.Request(
+        web + "/v1/avatar/upload",
+        data=buf.getvalue(),
+        method="POST",
+        headers={"Authorization": "Bearer dev-token", "Content-Type": "image/png"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        created = json.load(resp)
+    assert created["url"] == f"{web}/a/{created['id']}", created
+    deadline = time.monotonic() + 120
+    while True:
+        with urllib.request.urlopen(f"{web}/v1/avatar/{created['id']}", timeout=30) as resp:
+            status = json.load(resp)
+        if status["status"] != "pending":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["status"] == "ready", status
+    for name, url in status["variants"].items():
+        assert url.startswith(web + "/a/"), (name, url)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.status == 200 and resp.read(), url
+
+
+def s3cmd_block(readme: str) -> str:
+    """The README's s3cmd command, continuation lines joined."""
+    m = re.search(r"\*\*s3cmd\*\*\s*\n+```sh\n(.*?)\n```", readme, re.S)
+    assert m, "README has no s3cmd example"
+    return m.group(1).replace("\\\n", " ")
+
+
+def s3cmd_as_printed(readme: str, aws_port: int, tmp_path: Path, shell_env: dict) -> None:
+    """The s3cmd line as the README prints it (only the port is ours) lists
+    the buckets, and makes one with `mb`; without `--region` too, where
+    s3cmd signs for `US` and must be told the region to retry with."""
+    line = s3cmd_block(readme).replace("127.0.0.1:4566", f"127.0.0.1:{aws_port}")
+    assert line.count(f"127.0.0.1:{aws_port}") == 2 and line.split()[0] == "s3cmd", line
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["/bin/sh", "-c", command], cwd=tmp_path, env=shell_env, capture_output=True, text=True, timeout=60
+        )
+
+    listed = run(line)
+    assert listed.returncode == 0, listed.stderr
+    assert "s3://crunchbox-uploads" in listed.stdout and "s3://crunchbox-public" in listed.stdout, listed.stdout
+    made = run(re.sub(r" ls$", " mb s3://from-s3cmd", line.strip()))
+    assert made.returncode == 0, made.stderr
+    assert "s3://from-s3cmd" in run(line).stdout
+
+    bare = re.sub(r"\s--region=\S+", "", line)
+    assert "--region" not in bare
+    for command in (bare, re.sub(r" ls$", " mb s3://from-s3cmd-us", bare.strip())):
+        result = run(command)
+        assert result.returncode == 0, (command, result.stderr)
+    assert "s3://from-s3cmd-us" in run(bare).stdout

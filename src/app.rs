@@ -24,6 +24,12 @@ use crate::{web, worker};
 pub enum AppError {
     #[error("cannot create data dir {path}: {source}")]
     DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "data dir {} is in use by another crunchbox{}: stop it, or give this one its own --data-dir",
+        path.display(),
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { path: std::path::PathBuf, pid: Option<u32> },
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind { addr: SocketAddr, key: &'static str, source: std::io::Error },
     #[error(transparent)]
@@ -42,6 +48,10 @@ pub struct App {
     pub aws_addr: Option<SocketAddr>,
     /// Where the web role listens, if it runs.
     pub web_addr: Option<SocketAddr>,
+    /// The base of the URLs the web role hands out, if it runs.
+    pub public_url: Option<String>,
+    /// The roles running.
+    pub roles: Vec<Role>,
     /// Shutdown order: each stage drains before the next is told to stop,
     /// so a crunch in flight still has the AWS endpoint for its PUTs and
     /// DeleteMessage, and an upload in flight for its PutObject.
@@ -93,6 +103,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         // (and run on a read-only filesystem).
         crate::durable::create_dir_all_durable(&config.data_dir)
             .map_err(|source| AppError::DataDir { path: config.data_dir.clone(), source })?;
+        in_use_check(&config.data_dir, has(Role::S3), has(Role::Sqs))?;
         // Opening the stores reads, replays and syncs files (and may wait out
         // a lock): off the async threads.
         let (s3, sqs) = {
@@ -117,7 +128,13 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             }
             aws_stage.tasks.spawn(s3.deliver_events(aws_stage.shutdown.clone()));
         }
-        let endpoint = Endpoint { s3, sqs, sts: Sts::new(&config), ci: Arc::clone(&ci) };
+        let endpoint = Endpoint {
+            s3,
+            sqs,
+            sts: Sts::new(&config),
+            region: config.aws.region.as_str().into(),
+            ci: Arc::clone(&ci),
+        };
         let listener = bind(config.aws.listen, "aws.listen").await?;
         aws_addr = listener.local_addr().ok();
         aws_stage.tasks.spawn(crate::listener::serve(
@@ -133,6 +150,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     }
 
     let mut web_addr = None;
+    let mut public_url = None;
     if has(Role::Web) || has(Role::Worker) {
         let endpoint_url = match aws_addr {
             Some(addr) => format!("http://{addr}"),
@@ -143,7 +161,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         // they are provisioned explicitly and only checked here.
         let queues = match config.driver {
             Driver::Embedded => {
-                let queues = provision::ensure(&clients, &config).await?.0;
+                let queues = provision::ensure(&clients, &config).await.map_err(with_embedded_hint)?.0;
                 // After a CI reset, the same resources again.
                 let (clients, config) = (clients.clone(), config.clone());
                 ci.set_reprovision(Box::new(move || {
@@ -157,6 +175,12 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             Driver::Aws => provision::check(&clients, &config).await?,
         };
         if has(Role::Web) {
+            let listener = bind(config.web.listen, "web.listen").await?;
+            web_addr = listener.local_addr().ok();
+            // Bound first, so a default `web.public_url` names the real port.
+            let mut config = config.clone();
+            config.web.public_url = config.public_url(web_addr);
+            public_url = Some(config.web.public_url.clone());
             let settings = web::Settings::new(&config, queues.queue_url.clone(), queues.dlq_url.clone());
             let state = web::WebState {
                 clients: clients.clone(),
@@ -164,8 +188,6 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
                 shutdown: web_stage.shutdown.clone(),
             };
             let router = web::router(state);
-            let listener = bind(config.web.listen, "web.listen").await?;
-            web_addr = listener.local_addr().ok();
             web_stage.tasks.spawn(crate::listener::serve(
                 "web",
                 listener,
@@ -188,7 +210,30 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
         }
     }
 
-    Ok(App { aws_addr, web_addr, worker: worker_stage, web: web_stage, aws: aws_stage, queue, ci })
+    Ok(App {
+        aws_addr,
+        web_addr,
+        public_url,
+        roles: roles.to_vec(),
+        worker: worker_stage,
+        web: web_stage,
+        aws: aws_stage,
+        queue,
+        ci,
+    })
+}
+
+/// Fails at once, naming the data dir and the process, when another
+/// crunchbox holds the stores this one is about to open (each store also
+/// refuses on its own, in its own words, where the holder cannot be seen).
+fn in_use_check(data_dir: &std::path::Path, s3: bool, sqs: bool) -> Result<(), AppError> {
+    let stores = [(s3, s3compat::meta_dir(data_dir)), (sqs, crate::queue::store_dir(data_dir))];
+    for (_, dir) in stores.iter().filter(|(wanted, _)| *wanted) {
+        if let Some(pid) = crate::durable::lock_holder(dir).filter(|pid| *pid != std::process::id()) {
+            return Err(AppError::InUse { path: data_dir.to_owned(), pid: Some(pid) });
+        }
+    }
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, AppError> {
@@ -233,6 +278,8 @@ pub async fn run(mut config: Config, roles: Vec<Role>, ephemeral: bool) -> Resul
 
 async fn serve(config: &Config, roles: &[Role], ephemeral: bool) -> Result<(), AppError> {
     let app = start(config.clone(), roles).await?;
+    // Listening for signals before anything says we are up.
+    let stopped = crate::shutdown::signal();
     crate::banner::print(config, &app, ephemeral);
     let env = hook_env(config, &app);
     app.ci.hooks.run(hooks::Stage::Ready, &env).await;
@@ -243,7 +290,7 @@ async fn serve(config: &Config, roles: &[Role], ephemeral: bool) -> Result<(), A
         let _ = out.flush();
     }
     app.ci.hooks.mark_ready();
-    crate::shutdown::signal().await;
+    stopped.await;
     tracing::info!("shutting down");
     app.ci.hooks.run(hooks::Stage::Shutdown, &env).await;
     app.shutdown().await;
@@ -273,6 +320,22 @@ fn hook_env(config: &Config, app: &App) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Without `--driver aws`, web, worker and provision talk to the embedded
+/// S3 and SQS of a crunchbox at `aws.listen`; when none answers there, say
+/// how to start one, or how to use AWS instead.
+fn with_embedded_hint(e: ProvisionError) -> ProvisionError {
+    match e {
+        ProvisionError::Unreachable { target, detail, source } => {
+            let detail = format!(
+                "{detail}; without --driver aws this needs a crunchbox serving S3 and SQS there: start one with \
+                 `crunchbox serve --roles s3,sqs`, or use --driver aws (and --aws-endpoint-url for another S3/SQS)"
+            );
+            ProvisionError::Unreachable { target, detail, source }
+        }
+        other => other,
+    }
+}
+
 /// `crunchbox provision`: creates what is missing and says what it did.
 /// With the embedded driver it talks to a running crunchbox at `aws.listen`
 /// (one started with `serve --roles s3,sqs`, say); with `--driver aws` to
@@ -281,13 +344,7 @@ pub async fn provision(config: Config) -> Result<(), AppError> {
     let clients = Clients::new(&config, &config.embedded_endpoint_url()).await;
     let (_, report) = match provision::ensure(&clients, &config).await {
         Ok(done) => done,
-        Err(ProvisionError::Unreachable { target, detail, source }) if config.driver == Driver::Embedded => {
-            let detail = format!(
-                "{detail}; without --driver aws, provision talks to a running crunchbox \
-                 (`crunchbox serve`, e.g. --roles s3,sqs) at aws.listen"
-            );
-            return Err(ProvisionError::Unreachable { target, detail, source }.into());
-        }
+        Err(e) if config.driver == Driver::Embedded => return Err(with_embedded_hint(e).into()),
         Err(e) => return Err(e.into()),
     };
     for line in report {

@@ -58,6 +58,9 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// Base of the URLs handed out. Empty (the default): `http://` and the
+    /// address the web role listens on, a wildcard bind shown as loopback
+    /// (resolved at start, once the port is known; see [`Config::public_url`]).
     pub public_url: String,
     #[serde(deserialize_with = "string_list")]
     pub upload_tokens: Vec<String>,
@@ -156,7 +159,7 @@ impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: String::new(),
             upload_tokens: vec!["dev-token".into()],
             max_upload_bytes: 8 * 1024 * 1024,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -205,13 +208,25 @@ impl Default for CrunchConfig {
     }
 }
 
-/// A configuration error, phrased for a one-line message that names the key.
+/// A configuration error, phrased for a one-line message that names the key
+/// (or the variable, or the file and line) and echoes what was given.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid value for `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
-    #[error("cannot read config file {path}: {reason}")]
+    /// `origin` says where the value came from (` (CRUNCHBOX_WEB_LISTEN)`,
+    /// ` (in crunchbox.toml)`), or is empty.
+    #[error("invalid value for `{key}`{origin}: {reason}")]
+    Invalid { key: String, origin: String, reason: String },
+    #[error("config file {}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
+    /// A `CRUNCHBOX_SECTION_…` variable that is no key, named as it was typed.
+    #[error("unknown variable {name}{}", suggest(suggestion))]
+    UnknownVariable { name: String, suggestion: Option<String> },
+    #[error("unknown key `{key}`{origin}{}", suggest(suggestion))]
+    UnknownKey { key: String, origin: String, suggestion: Option<String> },
+}
+
+fn suggest(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default()
 }
 
 /// Sections whose keys are spelled `section.key`; used to map
@@ -232,43 +247,51 @@ impl Config {
         fig = fig.merge(EnvText(env_provider())).merge(overrides);
         // Lossy: the environment gives text, so numeric and boolean keys are
         // read from it; string keys stay exactly what was set.
-        let config: Config = fig.extract_lossy().map_err(|e| {
-            let key = if e.path.is_empty() { "config".to_owned() } else { e.path.join(".") };
-            ConfigError::Invalid { key, reason: e.kind.to_string() }
-        })?;
-        config.validate()?;
+        let config: Config = fig.extract_lossy().map_err(|e| explain(&fig, file, e))?;
+        config.validate().map_err(|e| with_origin(&fig, e))?;
         Ok(config)
     }
 
-    /// Checks that serde's types cannot express.
+    /// Checks that serde's types cannot express. Each names what was given,
+    /// except where that would print a secret.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::Invalid { key: key.into(), reason: reason.into() };
+        let invalid =
+            |key: &str, reason: String| ConfigError::Invalid { key: key.into(), origin: String::new(), reason };
         if self.web.upload_tokens.iter().any(|t| t.is_empty()) {
-            return Err(invalid("web.upload_tokens", "tokens must not be empty"));
+            return Err(invalid("web.upload_tokens", "tokens must not be empty".into()));
         }
-        if !(self.web.public_url.starts_with("http://") || self.web.public_url.starts_with("https://")) {
-            return Err(invalid("web.public_url", "must start with http:// or https://"));
+        let url = &self.web.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("web.public_url", format!("{url:?} given, it must start with http:// or https://")));
         }
         if self.web.max_upload_bytes == 0 {
-            return Err(invalid("web.max_upload_bytes", "must be greater than 0"));
+            return Err(invalid("web.max_upload_bytes", "0 given, it must be greater than 0".into()));
         }
-        if self.aws.access_key_id.is_empty() || self.aws.secret_access_key.is_empty() {
-            return Err(invalid("aws.access_key_id", "credentials must not be empty"));
+        if self.aws.access_key_id.is_empty() {
+            return Err(invalid("aws.access_key_id", "must not be empty".into()));
         }
-        if self.aws.extra_credentials.iter().any(|p| parse_pair(p).is_none()) {
-            return Err(invalid("aws.extra_credentials", "expected ACCESS:SECRET pairs"));
+        if self.aws.secret_access_key.is_empty() {
+            return Err(invalid("aws.secret_access_key", "must not be empty".into()));
         }
-        if self.aws.account_id.len() != 12 || !self.aws.account_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("aws.account_id", "must be 12 digits"));
+        if let Some(n) = self.aws.extra_credentials.iter().position(|p| parse_pair(p).is_none()) {
+            let reason = format!("entry {} is not an ACCESS:SECRET pair (not shown: it may hold a secret)", n + 1);
+            return Err(invalid("aws.extra_credentials", reason));
         }
-        if !(1..=1000).contains(&self.queue.max_receive_count) {
-            return Err(invalid("queue.max_receive_count", "must be between 1 and 1000"));
+        let account = &self.aws.account_id;
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("aws.account_id", format!("{account:?} given, it must be 12 digits")));
         }
-        if self.queue.visibility_timeout > 43_200 {
-            return Err(invalid("queue.visibility_timeout", "must be at most 43200 seconds"));
+        let receives = self.queue.max_receive_count;
+        if !(1..=1000).contains(&receives) {
+            return Err(invalid("queue.max_receive_count", format!("{receives} given, it must be between 1 and 1000")));
+        }
+        let visibility = self.queue.visibility_timeout;
+        if visibility > 43_200 {
+            let reason = format!("{visibility} given, it must be at most 43200 seconds");
+            return Err(invalid("queue.visibility_timeout", reason));
         }
         if self.crunch.max_pixels == 0 {
-            return Err(invalid("crunch.max_pixels", "must be greater than 0"));
+            return Err(invalid("crunch.max_pixels", "0 given, it must be greater than 0".into()));
         }
         Ok(())
     }
@@ -289,6 +312,16 @@ impl Config {
         }
     }
 
+    /// `web.public_url`, or when it is not set, the URL of `listening`
+    /// (where the web role is bound; `web.listen` before it is).
+    pub fn public_url(&self, listening: Option<SocketAddr>) -> String {
+        if self.web.public_url.is_empty() {
+            crate::banner::url(listening.unwrap_or(self.web.listen))
+        } else {
+            self.web.public_url.clone()
+        }
+    }
+
     /// The URL clients in this process use to reach the embedded endpoint:
     /// an unspecified listen address (0.0.0.0) is reached over loopback.
     pub fn embedded_endpoint_url(&self) -> String {
@@ -298,6 +331,188 @@ impl Config {
         }
         format!("http://{addr}")
     }
+}
+
+/// The environment form of a key path: `["web", "listen"]` → `CRUNCHBOX_WEB_LISTEN`,
+/// spelt as the variable was typed when one is set.
+fn env_name(path: &[String]) -> String {
+    let canonical = format!("CRUNCHBOX_{}", path.join("_")).to_ascii_uppercase();
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .find(|name| name.to_ascii_uppercase() == canonical)
+        .unwrap_or(canonical)
+}
+
+/// Where the value at `path` came from, as ` (CRUNCHBOX_X)` or ` (in FILE)`;
+/// empty for defaults and flags.
+fn origin_of(metadata: Option<&Metadata>, path: &[String]) -> String {
+    let Some(metadata) = metadata else { return String::new() };
+    if metadata.name == ENV_LAYER {
+        return format!(" ({})", env_name(path));
+    }
+    match &metadata.source {
+        Some(figment::Source::File(file)) => format!(" (in {})", file.display()),
+        _ => String::new(),
+    }
+}
+
+/// Adds where the value came from to an error of [`Config::validate`].
+fn with_origin(fig: &Figment, e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Invalid { key, origin, reason } if origin.is_empty() => {
+            let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+            ConfigError::Invalid { origin: origin_of(fig.find_metadata(&key), &path), key, reason }
+        }
+        other => other,
+    }
+}
+
+/// figment's error, told in the user's words: the file and line of a TOML
+/// syntax error, the variable as typed for an unknown key in the
+/// environment, the value given for a bad one (never a secret's).
+fn explain(fig: &Figment, file: Option<&Path>, e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let path = e.path.clone();
+    let key = path.join(".");
+    if let Kind::Message(message) = &e.kind
+        && let Some(position) = message.strip_prefix("TOML parse error at ")
+    {
+        let path = match (&e.metadata, file) {
+            (Some(Metadata { source: Some(figment::Source::File(p)), .. }), _) => p.clone(),
+            (_, Some(p)) => p.to_owned(),
+            _ => PathBuf::from("(config)"),
+        };
+        return ConfigError::File { path, reason: toml_reason(position) };
+    }
+    let origin = origin_of(e.metadata.as_ref(), &path);
+    if let Kind::UnknownField(field, expected) = &e.kind {
+        let parent = &path[..path.len().saturating_sub(1)];
+        let closest = closest(field, expected);
+        if e.metadata.as_ref().is_some_and(|m| m.name == ENV_LAYER) {
+            let with = |name: &str| env_name(&[parent, &[name.to_owned()]].concat());
+            return ConfigError::UnknownVariable { name: with(field), suggestion: closest.map(with) };
+        }
+        let dotted = |name: &str| {
+            [parent.join("."), name.to_owned()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(".")
+        };
+        // ` (in FILE)` reads better here as ` in FILE`.
+        let origin = origin.strip_prefix(" (").and_then(|o| o.strip_suffix(')')).map(|o| format!(" {o}"));
+        return ConfigError::UnknownKey {
+            key: dotted(field),
+            origin: origin.unwrap_or_default(),
+            suggestion: closest.map(|c| format!("`{}`", dotted(c))),
+        };
+    }
+    let secret = ["secret", "token", "credential"].iter().any(|word| key.contains(word));
+    let given = if secret { None } else { fig.find_value(&key).ok().map(|v| show_value(&v)) };
+    let reason = match &e.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            let actual = if secret { "this value".to_owned() } else { show_actual(actual) };
+            format!("{actual} given, expected {}", friendly_type(expected))
+        }
+        Kind::UnknownVariant(found, expected) => {
+            let found = if secret { "this value".to_owned() } else { format!("{found:?}") };
+            format!("{found} given, expected one of: {}", expected.join(", "))
+        }
+        Kind::Message(message) => {
+            let hint = if key.ends_with("listen") { " (expected IP:PORT, e.g. 127.0.0.1:8080)" } else { "" };
+            match given {
+                Some(given) => format!("{given} given: {message}{hint}"),
+                None => format!("{message}{hint}"),
+            }
+        }
+        other => other.to_string(),
+    };
+    let key = if key.is_empty() { "config".to_owned() } else { key };
+    ConfigError::Invalid { key, origin, reason }
+}
+
+/// `line 3, column 20\n  |\n3 | x = = 3\n  |     ^\ninvalid string\nexpected ...`
+/// → `line 3, column 20: invalid string; expected ... (x = = 3)`.
+fn toml_reason(text: &str) -> String {
+    let mut lines = text.lines();
+    let position = lines.next().unwrap_or("").trim().to_owned();
+    let mut source = None;
+    let mut what = Vec::new();
+    for line in lines {
+        let trimmed = line.trim();
+        if let Some((number, code)) = trimmed.split_once(" | ")
+            && number.trim().bytes().all(|b| b.is_ascii_digit())
+        {
+            source = Some(code.trim().to_owned());
+        } else if !trimmed.is_empty() && !trimmed.starts_with('|') {
+            what.push(trimmed.to_owned());
+        }
+    }
+    let mut reason = format!("{position}: {}", what.join("; "));
+    if let Some(code) = source.filter(|c| !c.is_empty()) {
+        reason.push_str(&format!(" (at `{code}`)"));
+    }
+    reason
+}
+
+fn show_value(value: &Value) -> String {
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Char(_, c) => format!("{c:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => match (n.to_u128(), n.to_i128(), n.to_f64()) {
+            (Some(u), _, _) => u.to_string(),
+            (_, Some(i), _) => i.to_string(),
+            (_, _, Some(f)) => f.to_string(),
+            _ => format!("{n:?}"),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+fn show_actual(actual: &figment::error::Actual) -> String {
+    use figment::error::Actual;
+    match actual {
+        Actual::Str(s) => format!("{s:?}"),
+        Actual::Unsigned(n) => n.to_string(),
+        Actual::Signed(n) => n.to_string(),
+        Actual::Float(n) => n.to_string(),
+        Actual::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// serde's names for what it expected, as a user would say them.
+fn friendly_type(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        other => other.replace('`', ""),
+    }
+}
+
+/// The candidate nearest to `typed`, if it is a plausible typo of it.
+fn closest<'a>(typed: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let typed = typed.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&typed, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
 }
 
 fn parse_pair(pair: &str) -> Option<(String, String)> {
@@ -334,9 +549,12 @@ fn env_provider() -> Env {
 /// and boolean keys are read from the text by `extract_lossy`.
 struct EnvText(Env);
 
+/// The name of the environment layer's metadata, to tell its values apart.
+const ENV_LAYER: &str = "`CRUNCHBOX_*` environment variables";
+
 impl Provider for EnvText {
     fn metadata(&self) -> Metadata {
-        self.0.metadata()
+        Metadata::named(ENV_LAYER)
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
@@ -489,6 +707,87 @@ mod tests {
             let c = Config::load(Some(Path::new("c.toml")), Figment::new()).map_err(|e| e.to_string())?;
             assert_eq!(c.queue.name, "from-env");
             assert_eq!(c.queue.max_receive_count, 3);
+            Ok(())
+        });
+    }
+
+    /// Each kind of mistake is told in the user's words: where the value
+    /// came from, what was given, what would do, with no doubled quoting.
+    #[test]
+    fn errors_say_what_was_given_and_where() {
+        figment::Jail::expect_with(|jail| {
+            // Each bad value is then replaced by a good one (`fine`), so
+            // the next case fails only on its own.
+            let err = |jail: &mut figment::Jail, name: &str, bad: &str, fine: &str| {
+                jail.set_env(name, bad);
+                let e = Config::load(None, Figment::new()).expect_err("must fail").to_string();
+                jail.set_env(name, fine);
+                e
+            };
+            assert_eq!(
+                err(jail, "CRUNCHBOX_WEB_LISTEN", "nonsense", "127.0.0.1:1"),
+                "invalid value for `web.listen` (CRUNCHBOX_WEB_LISTEN): \"nonsense\" given: invalid socket address \
+                 syntax (expected IP:PORT, e.g. 127.0.0.1:8080)"
+            );
+            assert_eq!(
+                err(jail, "CRUNCHBOX_LOG_FORMAT", "xml", "text"),
+                "invalid value for `log_format` (CRUNCHBOX_LOG_FORMAT): \"xml\" given, expected one of: text, json"
+            );
+            assert_eq!(
+                err(jail, "CRUNCHBOX_WEB_MAX_UPLOAD_BYTES", "lots", "10"),
+                "invalid value for `web.max_upload_bytes` (CRUNCHBOX_WEB_MAX_UPLOAD_BYTES): \"lots\" given, \
+                 expected a whole number (0 or more)"
+            );
+            assert_eq!(
+                err(jail, "CRUNCHBOX_CRUNCH_MAX_PIXELS", "0", "10"),
+                "invalid value for `crunch.max_pixels` (CRUNCHBOX_CRUNCH_MAX_PIXELS): 0 given, it must be greater than 0"
+            );
+            // A secret is never echoed.
+            let e = err(jail, "CRUNCHBOX_AWS_EXTRA_CREDENTIALS", "hunter2", "");
+            assert!(e.contains("aws.extra_credentials") && !e.contains("hunter2"), "{e}");
+            assert_eq!(
+                err(jail, "CRUNCHBOX_WEB_LISTN", "127.0.0.1:1", ""),
+                "unknown variable CRUNCHBOX_WEB_LISTN (did you mean CRUNCHBOX_WEB_LISTEN?)"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_broken_toml_file_names_the_file_and_line() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("broken.toml", "[web]\nlisten = \"127.0.0.1:1\"\nmax_upload_bytes = = 3\n")?;
+            let e = Config::load(Some(Path::new("broken.toml")), Figment::new()).expect_err("broken").to_string();
+            assert!(e.starts_with("config file broken.toml: line 3, column 20: "), "{e}");
+            assert!(e.contains("max_upload_bytes = = 3") && !e.contains('\n'), "{e}");
+            jail.create_file("typo.toml", "[web]\nlistn = \"127.0.0.1:1\"\n")?;
+            let e = Config::load(Some(Path::new("typo.toml")), Figment::new()).expect_err("typo").to_string();
+            assert_eq!(e, "unknown key `web.listn` in typo.toml (did you mean `web.listen`?)");
+            jail.create_file("type.toml", "[queue]\nmax_receive_count = \"five\"\n")?;
+            let e = Config::load(Some(Path::new("type.toml")), Figment::new()).expect_err("type").to_string();
+            assert_eq!(
+                e,
+                "invalid value for `queue.max_receive_count` (in type.toml): \"five\" given, expected a whole number \
+                 (0 or more)"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_url_defaults_to_where_the_web_role_listens() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CRUNCHBOX_WEB_LISTEN", "127.0.0.1:28080");
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.public_url(None), "http://127.0.0.1:28080");
+            jail.set_env("CRUNCHBOX_WEB_LISTEN", "0.0.0.0:9000");
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.public_url(None), "http://127.0.0.1:9000");
+            // The bound address wins over the configured one (port 0).
+            assert_eq!(c.public_url(Some("127.0.0.1:40000".parse().unwrap())), "http://127.0.0.1:40000");
+            jail.set_env("CRUNCHBOX_WEB_PUBLIC_URL", "https://cdn.example");
+            let c = Config::load(None, Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(c.public_url(Some("127.0.0.1:40000".parse().unwrap())), "https://cdn.example");
             Ok(())
         });
     }

@@ -103,15 +103,22 @@ pub async fn serve<H, F, B>(
             let handler = Arc::clone(&handler);
             let id = next_request_id();
             req.extensions_mut().insert(RequestOrigin { peer, id: id.clone() });
-            let span = tracing::info_span!("request", listener = name, id = %id, method = %req.method(), path = %req.uri().path());
+            let span = tracing::info_span!(
+                "request",
+                listener = name,
+                request_id = %id,
+                method = %req.method(),
+                path = %req.uri().path(),
+                status = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            );
             async move {
                 let started = std::time::Instant::now();
                 let mut resp = handler(req).await;
-                tracing::debug!(
-                    status = resp.status().as_u16(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "done"
-                );
+                let span = tracing::Span::current();
+                span.record("status", resp.status().as_u16());
+                span.record("duration_ms", started.elapsed().as_millis() as u64);
+                tracing::debug!("done");
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     resp.headers_mut().insert("x-request-id", v);
                 }

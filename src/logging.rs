@@ -10,24 +10,47 @@ use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default level.
-/// Colours only on a terminal: a log file or collector gets plain text.
+/// Colours only on a terminal (and never with `NO_COLOR` set): a log file or
+/// collector gets plain text.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sled=warn,aws=warn"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter(std::env::var("RUST_LOG").ok().as_deref()))
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.event_format(MozLog::new()).try_init(),
+        // Span fields recorded as JSON, so each line carries its request's.
+        LogFormat::Json => builder.event_format(MozLog::new()).fmt_fields(JsonFields::new()).try_init(),
     };
+}
+
+/// The level filter: `RUST_LOG`, or info with the chatty crates turned down.
+/// s3s logs every S3 error response twice at ERROR, as debug structs, client
+/// mistakes included: it is silenced unless `RUST_LOG` names it, and the
+/// endpoint logs one line per error response itself (see
+/// `s3compat::front`), at a level that says whose fault it was.
+fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info,sled=warn,aws=warn");
+    let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info,sled=warn,aws=warn"));
+    if spec.contains("s3s") {
+        return filter;
+    }
+    match "s3s::ops=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+/// Colours only on a terminal, and not when `NO_COLOR` is set to anything.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Formats each event as one mozlog object: `Timestamp` (ns since the
@@ -59,10 +82,22 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let mut fields = Map::new();
-        event.record(&mut JsonFields(&mut fields));
-        // The spans an event happened in name its context (e.g. one request).
+        event.record(&mut EventFields(&mut fields));
+        // The spans an event happened in name its context (e.g. one request)
+        // and lend it their fields (its request id, method, path, and once
+        // known its status and duration); the event's own win a clash.
         if let Some(scope) = ctx.event_scope() {
-            let spans: Vec<&str> = scope.from_root().map(|span| span.name()).collect();
+            let mut spans = Vec::new();
+            for span in scope.from_root() {
+                spans.push(span.name());
+                let extensions = span.extensions();
+                let Some(recorded) = extensions.get::<FormattedFields<N>>() else { continue };
+                if let Ok(Value::Object(span_fields)) = serde_json::from_str::<Value>(recorded.as_str()) {
+                    for (name, value) in span_fields {
+                        fields.entry(name).or_insert(value);
+                    }
+                }
+            }
             if !spans.is_empty() {
                 fields.insert("spans".into(), Value::from(spans.join(":")));
             }
@@ -93,9 +128,9 @@ fn severity(level: &Level) -> u8 {
 }
 
 /// Collects an event's fields as JSON values, keeping numbers and booleans typed.
-struct JsonFields<'a>(&'a mut Map<String, Value>);
+struct EventFields<'a>(&'a mut Map<String, Value>);
 
-impl JsonFields<'_> {
+impl EventFields<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         let name = match field.name() {
             "message" => "msg",
@@ -105,7 +140,7 @@ impl JsonFields<'_> {
     }
 }
 
-impl Visit for JsonFields<'_> {
+impl Visit for EventFields<'_> {
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.put(field, value.into());
     }
@@ -174,6 +209,7 @@ mod tests {
             .with_max_level(Level::TRACE)
             .with_writer(move || writer.clone())
             .event_format(MozLog::new())
+            .fmt_fields(JsonFields::new())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -206,6 +242,51 @@ mod tests {
         assert_eq!(fields["bytes"], 42);
         assert_eq!(fields["ok"], true);
         assert_eq!(fields["spans"], "request");
+    }
+
+    /// A request's span lends every line logged within it its fields, those
+    /// recorded late (status, duration) included, as typed JSON values.
+    #[test]
+    fn lines_carry_their_request_span_fields() {
+        let lines = capture(|| {
+            let span = tracing::info_span!(
+                "request",
+                listener = "aws",
+                request_id = "000000000000002a",
+                method = %http::Method::GET,
+                path = "/b/k",
+                status = tracing::field::Empty,
+                duration_ms = tracing::field::Empty,
+            );
+            let _entered = span.enter();
+            tracing::info!(code = "AccessDenied", "s3 request refused");
+            span.record("status", 403u64);
+            span.record("duration_ms", 7u64);
+            tracing::debug!("done");
+        });
+        let (first, last) = (&lines[0]["Fields"], &lines[1]["Fields"]);
+        assert_eq!(first["request_id"], "000000000000002a");
+        assert_eq!(first["method"], "GET");
+        assert_eq!(first["path"], "/b/k");
+        assert_eq!(first["code"], "AccessDenied");
+        assert_eq!(first["spans"], "request");
+        assert_eq!((&last["status"], &last["duration_ms"]), (&json!(403), &json!(7)));
+    }
+
+    #[test]
+    fn s3s_is_quiet_unless_asked_for() {
+        for spec in [None, Some("info"), Some("debug,sled=warn")] {
+            assert!(filter(spec).to_string().contains("s3s::ops=off"), "{spec:?}");
+        }
+        assert!(!filter(Some("info,s3s=debug")).to_string().contains("s3s::ops=off"));
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(!colour(false, None));
+        assert!(!colour(true, Some(std::ffi::OsStr::new("1"))));
+        assert!(colour(true, Some(std::ffi::OsStr::new(""))));
     }
 
     #[test]

@@ -267,6 +267,10 @@ async fn upload_refuses_other_content_types_and_mismatched_magic() {
         expect_error(upload(&server, declared, png.clone()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     }
     // PNG bytes declared as JPEG, and so on.
+    let resp = upload(&server, "image/jpeg", png.clone()).await;
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let message = resp.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+    assert_eq!(message, "the body is not an image/jpeg (its magic bytes do not match)");
     let errno_magic =
         expect_error(upload(&server, "image/jpeg", png.clone()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     assert_ne!(errno_type, errno_magic);
@@ -435,6 +439,10 @@ async fn status_of_unknown_or_malformed_ids_is_404() {
         let resp = http().get(format!("{}{path}", server.web_url())).send().await.unwrap();
         expect_error(resp, StatusCode::NOT_FOUND).await;
     }
+    // A route with the wrong method: 405, in JSON like every other error.
+    let resp = http().get(format!("{}/v1/avatar/upload", server.web_url())).send().await.unwrap();
+    assert_eq!(resp.headers().get(header::ALLOW).map(|v| v.to_str().unwrap()), Some("POST"));
+    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED).await;
     server.shutdown().await;
 }
 
@@ -597,6 +605,8 @@ async fn garbage_behind_valid_magic_ends_failed_with_a_reason() {
     assert_eq!(json["status"], "failed", "{json}");
     assert_eq!(json["reason"], "truncated", "{json}");
     assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{json}");
+    // No variant will ever exist, so none is listed.
+    assert!(json.get("variants").is_none(), "{json}");
     let json = settled(&server, &noisy).await;
     assert_eq!(json["status"], "failed", "{json}");
     assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{json}");

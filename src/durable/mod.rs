@@ -34,8 +34,8 @@ pub enum DurableError {
         #[source]
         source: io::Error,
     },
-    #[error("the data dir {} is in use by another process (its lock is held)", .0.display())]
-    Locked(PathBuf),
+    #[error("{} is in use by another crunchbox{}", dir.display(), pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: PathBuf, pid: Option<u32> },
 }
 
 impl DurableError {
@@ -66,8 +66,11 @@ pub fn open(dir: &Path, config: sled::Config) -> Result<(sled::Db, SyncPoint), D
         match config.open() {
             Ok(db) => break db,
             Err(sled::Error::Io(e)) if is_lock_error(&e) => {
-                if started.elapsed() > LOCK_PATIENCE {
-                    return Err(DurableError::Locked(dir.to_owned()));
+                // Another process will not let go soon; only a just-closed
+                // instance of this one is worth waiting for.
+                let holder = lock_holder(dir);
+                if holder.is_some_and(|pid| pid != std::process::id()) || started.elapsed() > LOCK_PATIENCE {
+                    return Err(DurableError::Locked { dir: dir.to_owned(), pid: holder });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -89,6 +92,31 @@ pub fn segment_size(dir: &Path, wanted: usize) -> usize {
         .find_map(|line| line.strip_prefix("segment_size:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(wanted)
+}
+
+/// The process that holds the lock sled takes on the database in `dir`
+/// (an `flock` of its `db` file), as `/proc/locks` tells; `None` when it is
+/// not locked, or the system does not say.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir.join("db")).ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    // glibc's encoding of a dev_t (major and minor are split in two parts).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 1442 fe:00:10027376 0 EOF`; waiters
+        // (`1: -> FLOCK …`) hold nothing.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, kind, _, _, pid, file, ..] if *kind != "->" && file.eq_ignore_ascii_case(&wanted) => {
+                pid.parse().ok().filter(|pid| *pid != 0)
+            }
+            _ => None,
+        }
+    })
 }
 
 fn is_lock_error(e: &io::Error) -> bool {

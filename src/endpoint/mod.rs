@@ -31,6 +31,8 @@ pub struct Endpoint {
     pub s3: Option<crate::s3compat::S3Front>,
     pub sqs: Option<QueueService>,
     pub sts: sts::Sts,
+    /// `aws.region`: the one region S3 requests may be signed for.
+    pub region: std::sync::Arc<str>,
     /// Health, init status, reset and peek (LocalStack's CI endpoints).
     pub ci: std::sync::Arc<crate::ci::Surface>,
 }
@@ -41,10 +43,25 @@ impl Endpoint {
             return self.ci.handle(&req, self.s3.as_ref(), self.sqs.as_ref()).await;
         }
         let target = target_of(req.method(), req.headers(), req.uri());
-        if target == Target::S3
-            && let Err(e) = sigv4::presigned_expires(req.uri())
-        {
-            return s3_error(&e);
+        let resp = self.route(target, req).await;
+        if resp.status().as_u16() >= 400 {
+            log_error_response(target, &resp);
+        }
+        resp
+    }
+
+    async fn route(&self, target: Target, req: Request<Incoming>) -> Response<s3s::Body> {
+        if target == Target::S3 {
+            if let Err(e) = sigv4::presigned_expires(req.uri()) {
+                return s3_error(&e);
+            }
+            if let Some((given, presigned)) = sigv4::signed_region(req.headers(), req.uri())
+                && given != *self.region
+            {
+                let (code, message) = sigv4::wrong_region_s3(&given, &self.region, presigned);
+                let region = [("Region", &*self.region)];
+                return crate::s3compat::xml_error_with(StatusCode::BAD_REQUEST, code, &message, &region);
+            }
         }
         match target {
             Target::S3 => match &self.s3 {
@@ -58,6 +75,55 @@ impl Endpoint {
             Target::Sts => self.sts.handle(req).await,
         }
     }
+}
+
+/// One line per error answer, at a level that says whose fault it was: a
+/// missing key or a failed precondition is routine (debug), a client's
+/// mistake or a refused signature is worth noticing (info), a failure of
+/// ours is an error. The request's id, method and path come from its span.
+fn log_error_response(target: Target, resp: &Response<s3s::Body>) {
+    let status = resp.status().as_u16();
+    let (code, message) = error_summary(resp);
+    let service = match target {
+        Target::S3 => "s3",
+        Target::Sqs => "sqs",
+        Target::Sts => "sts",
+    };
+    // (`detail`, not `message`: that field name is the event's own text.)
+    let (code, detail) = (code.as_deref().unwrap_or("-"), message.as_deref().unwrap_or(""));
+    // SQS says "no such queue" with a 400 (provision asks it at every start).
+    let missing = status == 404 || code.ends_with("NonExistentQueue") || code.ends_with("QueueDoesNotExist");
+    match status {
+        _ if missing || status == 412 => tracing::debug!(service, status, code, detail, "refused"),
+        503 => tracing::warn!(service, status, code, detail, "busy"),
+        s if s >= 500 && s != 501 => tracing::error!(service, status, code, detail, "failed"),
+        _ => tracing::info!(service, status, code, detail, "refused"),
+    }
+}
+
+/// The AWS error code and message of an error answer, from the Query
+/// protocol's `x-amzn-query-error` header, an XML `<Code>`/`<Message>`, or
+/// a JSON `__type`/`message` body (only a body held in memory is read).
+fn error_summary(resp: &Response<s3s::Body>) -> (Option<String>, Option<String>) {
+    let from_header = resp
+        .headers()
+        .get("x-amzn-query-error")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).to_owned());
+    let Some(body) = resp.body().bytes() else { return (from_header, None) };
+    let text = String::from_utf8_lossy(&body);
+    let element = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_owned())
+    };
+    if let (Some(code), message) = (element("Code"), element("Message")) {
+        return (from_header.or(Some(code)), message);
+    }
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let code = field("__type").map(|t| t.rsplit('#').next().unwrap_or(&t).to_owned());
+    (from_header.or(code), field("message").or_else(|| field("Message")))
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<s3s::Body> {

@@ -289,6 +289,43 @@ fn parse_signed(parts: &Parts) -> Result<Signed, AuthError> {
     Err(AuthError::Missing)
 }
 
+/// The region a request is signed for, from its `Authorization` header
+/// (`false`) or its presigned `X-Amz-Credential` (`true`); `None` when it
+/// carries no SigV4 credential scope.
+pub fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<(String, bool)> {
+    let from_header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.strip_prefix("AWS4-HMAC-SHA256"))
+        .and_then(|rest| rest.split_once("Credential=").map(|(_, cred)| cred.split([',', ' ']).next().unwrap_or("")))
+        .map(|cred| (cred.to_owned(), false));
+    let (credential, presigned) =
+        from_header.or_else(|| uri_query_param(uri, "X-Amz-Credential").map(|c| (c, true)))?;
+    // ACCESS/DATE/REGION/SERVICE/aws4_request; an access key may hold no `/`.
+    let mut pieces = credential.rsplit('/');
+    let (_terminator, _service, region) = (pieces.next()?, pieces.next()?, pieces.next()?);
+    Some((region.to_owned(), presigned))
+}
+
+/// S3's answer to a request signed for another region: 400 with the region
+/// to use in `<Region>`, which AWS's SDKs, aws-cli and s3cmd read to sign
+/// again for it.
+pub fn wrong_region_s3(given: &str, expected: &str, presigned: bool) -> (&'static str, String) {
+    if presigned {
+        (
+            "AuthorizationQueryParametersError",
+            format!(
+                "Error parsing the X-Amz-Credential parameter; the region '{given}' is wrong; expecting '{expected}'"
+            ),
+        )
+    } else {
+        (
+            "AuthorizationHeaderMalformed",
+            format!("The authorization header is malformed; the region '{given}' is wrong; expecting '{expected}'"),
+        )
+    }
+}
+
 fn header_str(parts: &Parts, name: &str) -> Option<String> {
     parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
@@ -450,5 +487,24 @@ mod tests {
         assert!(matches!(v.verify(&p, b"", SystemTime::now()), Err(AuthError::UnknownKey)));
         let bare = http::Request::post("/").body(()).unwrap().into_parts().0;
         assert!(matches!(v.verify(&bare, b"", SystemTime::now()), Err(AuthError::Missing)));
+    }
+
+    #[test]
+    fn signed_region_from_header_or_query() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AK/20260101/US/s3/aws4_request, SignedHeaders=host, Signature=00"
+                .parse()
+                .unwrap(),
+        );
+        let root: http::Uri = "/".parse().unwrap();
+        assert_eq!(signed_region(&h, &root), Some(("US".into(), false)));
+        let q: http::Uri = "/b/k?X-Amz-Credential=AK%2F20260101%2Feu-west-1%2Fs3%2Faws4_request".parse().unwrap();
+        assert_eq!(signed_region(&http::HeaderMap::new(), &q), Some(("eu-west-1".into(), true)));
+        assert_eq!(signed_region(&http::HeaderMap::new(), &root), None);
+        let (code, message) = wrong_region_s3("US", "us-east-1", false);
+        assert_eq!(code, "AuthorizationHeaderMalformed");
+        assert_eq!(message, "The authorization header is malformed; the region 'US' is wrong; expecting 'us-east-1'");
     }
 }

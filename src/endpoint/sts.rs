@@ -71,7 +71,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     let body = format!(
         "<ErrorResponse xmlns=\"{XMLNS}\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message>\
          </Error><RequestId>{}</RequestId></ErrorResponse>",
-        quick_xml::escape::escape(message),
+        quick_xml::escape::partial_escape(message),
         uuid::Uuid::new_v4()
     );
     xml(status, body)

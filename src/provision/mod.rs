@@ -123,6 +123,15 @@ where
                 _ => format!("HTTP {status}"),
             }
         }
+        // Only the innermost cause says what happened ("Connection refused");
+        // the layers above it name the SDK's plumbing.
+        SdkError::DispatchFailure(_) => {
+            let mut cause: &(dyn std::error::Error + 'static) = e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        }
         other => cause_chain(other),
     };
     if text.chars().count() > 240 { format!("{}…", text.chars().take(240).collect::<String>()) } else { text }
@@ -179,11 +188,16 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
     match clients.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(Outcome::Found),
         Err(e) if bucket_missing(&e) => {}
-        Err(e) if is_forbidden(&e) => {
+        Err(e) if is_forbidden(&e) || is_bad_request(&e) => {
+            let detail = match signature_refused(clients).await {
+                Some(why) => why,
+                None if is_forbidden(&e) => BUCKET_FORBIDDEN.into(),
+                None => describe(&e),
+            };
             return Err(ProvisionError::Call {
                 what: format!("checking bucket {bucket}"),
                 target: clients.target.clone(),
-                detail: BUCKET_FORBIDDEN.into(),
+                detail,
                 source: Some(CallError::new(format!("checking bucket {bucket}"), e)),
             });
         }
@@ -212,6 +226,28 @@ const BUCKET_FORBIDDEN: &str = "access denied (HTTP 403): wrong credentials, no 
 
 fn is_forbidden(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
     e.raw_response().is_some_and(|r| r.status().as_u16() == 403)
+}
+
+fn is_bad_request(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
+    e.raw_response().is_some_and(|r| r.status().as_u16() == 400)
+}
+
+/// Why the endpoint refused the request's signature, when it did. HeadBucket's
+/// refusal has no body, so one with a body (ListBuckets) asks again: a
+/// signature error there (a wrong secret or key, a wrong region) is the
+/// reason, not the bucket; anything else leaves the bucket's usual reasons.
+async fn signature_refused(clients: &Clients) -> Option<String> {
+    let err = clients.s3.list_buckets().send().await.err()?;
+    let service = err.as_service_error()?;
+    let (code, message) = (service.code()?, service.message().unwrap_or(""));
+    let hint = match code {
+        "SignatureDoesNotMatch" => "aws.secret_access_key is not the secret of aws.access_key_id there",
+        "InvalidAccessKeyId" => "aws.access_key_id is not a key known there",
+        "AuthorizationHeaderMalformed" => "set aws.region to the region it expects",
+        _ => return None,
+    };
+    let said = if message.is_empty() { code.to_owned() } else { format!("{code}: {message}") };
+    Some(format!("the signature was refused ({said}): {hint}"))
 }
 
 fn bucket_missing(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
@@ -346,7 +382,11 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
             Ok(_) => {}
             Err(e) if bucket_missing(&e) => missing.push(format!("bucket {bucket}")),
             Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", e)),
-            Err(e) if is_forbidden(&e) => failed.push(format!("bucket {bucket} ({BUCKET_FORBIDDEN})")),
+            Err(e) if is_forbidden(&e) || is_bad_request(&e) => {
+                let why = signature_refused(clients).await;
+                let why = why.unwrap_or_else(|| if is_forbidden(&e) { BUCKET_FORBIDDEN.into() } else { describe(&e) });
+                failed.push(format!("bucket {bucket} ({why})"));
+            }
             Err(e) => failed.push(format!("bucket {bucket} ({})", describe(&e))),
         }
     }

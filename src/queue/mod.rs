@@ -35,6 +35,11 @@ pub enum QueueError {
     Store(#[from] StoreError),
 }
 
+/// The queue store's sled database under the data dir.
+pub fn store_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("queue")
+}
+
 /// The SQS service behind the endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct QueueService {
@@ -65,7 +70,7 @@ impl QueueService {
     /// Opens the store under `data_dir/queue` and starts its background task.
     pub fn open(config: &Config) -> Result<Self, QueueError> {
         let arn_prefix = format!("arn:aws:sqs:{}:{}:", config.aws.region, config.aws.account_id);
-        let store = Arc::new(Store::open(&config.data_dir.join("queue"), arn_prefix)?);
+        let store = Arc::new(Store::open(&store_dir(&config.data_dir), arn_prefix)?);
         let background = background::Background::start(Arc::downgrade(&store));
         Ok(Self {
             inner: Arc::new(Inner {

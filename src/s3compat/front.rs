@@ -161,10 +161,20 @@ fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
 
 /// An S3 XML error answered before (or instead of) s3s.
 pub fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+    xml_error_with(status, code, message, &[])
+}
+
+/// [`xml_error`] with more elements after the message, as some of S3's
+/// errors have (`<Region>` for a request signed for the wrong region).
+pub fn xml_error_with(status: StatusCode, code: &str, message: &str, extra: &[(&str, &str)]) -> Response<s3s::Body> {
+    let extra: String = extra
+        .iter()
+        .map(|(name, value)| format!("<{name}>{}</{name}>", quick_xml::escape::partial_escape(*value)))
+        .collect();
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message>\
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message>{extra}\
          <RequestId>{}</RequestId></Error>",
-        quick_xml::escape::escape(message),
+        quick_xml::escape::partial_escape(message),
         uuid::Uuid::new_v4().simple()
     );
     let mut resp = Response::new(s3s::Body::from(Bytes::from(body)));

@@ -34,7 +34,7 @@ mod store;
 mod subresources;
 mod tagging;
 
-pub use front::{S3Front, xml_error};
+pub use front::{S3Front, xml_error, xml_error_with};
 
 use std::sync::Arc;
 
@@ -53,10 +53,20 @@ pub enum S3CompatError {
     Open(#[from] error::StoreError),
 }
 
+/// Where the S3 store keeps its blobs and metadata under the data dir.
+fn root_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("s3")
+}
+
+/// The S3 store's sled database (the one its lock is on).
+pub fn meta_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    root_dir(data_dir).join(store::META_DIR)
+}
+
 /// Builds the S3 service (auth, virtual hosts, anonymous public reads, CORS)
 /// over the store in `config.data_dir/s3`. Opening sweeps crash leftovers.
 pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
-    let store = store::Store::open(&config.data_dir.join("s3"))?;
+    let store = store::Store::open(&root_dir(&config.data_dir))?;
     let hosts = host::Hosts::new(&config.aws.domain);
     let site = events::record::Site { region: config.aws.region.clone(), owner: config.aws.account_id.clone() };
     let events = Arc::new(events::deliver::Hub::new(site));

@@ -35,6 +35,9 @@ const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 /// Chunk size of streamed blob reads.
 pub const STREAM_CHUNK: usize = 256 * 1024;
 
+/// The sled database's directory under the store's root.
+pub const META_DIR: &str = "meta";
+
 /// Sealed the way s3s-fs's `FileSystem` is: the trees and the blob
 /// directory are private, and every file operation runs here, off the async
 /// threads, so the S3 handlers never touch a file.
@@ -78,7 +81,7 @@ impl Store {
     }
 
     fn open_fresh(root: &Path) -> StoreResult<Store> {
-        let dir = root.join("meta");
+        let dir = root.join(META_DIR);
         let config =
             sled::Config::new().cache_capacity(CACHE_BYTES).segment_size(durable::segment_size(&dir, SEGMENT_BYTES));
         let (db, point) = durable::open(&dir, config)?;

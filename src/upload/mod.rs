@@ -30,9 +30,10 @@ pub struct UploadArgs {
     /// Image files to upload (JPEG, PNG, GIF or WebP).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Base URL of a running crunchbox web role.
-    #[arg(long, env = "CRUNCHBOX_UPLOAD_ENDPOINT", default_value = "http://127.0.0.1:8080")]
-    pub endpoint: String,
+    /// Base URL of a running crunchbox web role [default: http:// and
+    /// CRUNCHBOX_WEB_LISTEN when that is set, else http://127.0.0.1:8080].
+    #[arg(long, env = "CRUNCHBOX_UPLOAD_ENDPOINT")]
+    pub endpoint: Option<String>,
     /// Bearer token allowed to upload (one of `web.upload_tokens`).
     #[arg(long, env = "CRUNCHBOX_UPLOAD_TOKEN", default_value = "dev-token", hide_env_values = true)]
     pub token: String,
@@ -92,7 +93,9 @@ pub fn main(args: UploadArgs) -> ExitCode {
 
 /// Uploads every file in turn; true when all of them became ready.
 async fn run(args: &UploadArgs) -> bool {
-    let client = match WebClient::new(&args.endpoint, &args.token) {
+    let endpoint =
+        args.endpoint.clone().unwrap_or_else(|| default_endpoint(std::env::var("CRUNCHBOX_WEB_LISTEN").ok()));
+    let client = match WebClient::new(&endpoint, &args.token) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("crunchbox upload: {e}");
@@ -114,6 +117,15 @@ async fn run(args: &UploadArgs) -> bool {
         }
     }
     all_ok
+}
+
+/// The web role a `serve` started in the same environment listens on: a
+/// user who moved it with `CRUNCHBOX_WEB_LISTEN` should not have to say so
+/// twice. A value that is no address is left to `serve` to complain about.
+fn default_endpoint(web_listen: Option<String>) -> String {
+    web_listen
+        .and_then(|listen| listen.trim().parse::<std::net::SocketAddr>().ok())
+        .map_or_else(|| "http://127.0.0.1:8080".to_owned(), crate::banner::url)
 }
 
 fn print_ready(path: &Path, id: &str, v: &Variants) {
@@ -214,6 +226,14 @@ mod tests {
         std::fs::write(&text, b"hello").unwrap();
         let mut file = tokio::fs::File::open(&text).await.unwrap();
         assert!(matches!(sniff(&mut file).await, Err(UploadError::Unsupported)));
+    }
+
+    #[test]
+    fn the_default_endpoint_follows_the_web_listen_variable() {
+        assert_eq!(default_endpoint(None), "http://127.0.0.1:8080");
+        assert_eq!(default_endpoint(Some("127.0.0.1:28080".into())), "http://127.0.0.1:28080");
+        assert_eq!(default_endpoint(Some("0.0.0.0:9000".into())), "http://127.0.0.1:9000");
+        assert_eq!(default_endpoint(Some("nonsense".into())), "http://127.0.0.1:8080");
     }
 
     #[test]

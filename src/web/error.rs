@@ -15,7 +15,7 @@ pub enum ApiError {
     BadToken,
     #[error("Content-Type must be one of image/jpeg, image/png, image/gif, image/webp")]
     UnsupportedType,
-    #[error("the body is not a {0} image (its magic bytes do not match)")]
+    #[error("the body is not an {0} (its magic bytes do not match)")]
     MagicMismatch(&'static str),
     #[error("the body is larger than {0} bytes")]
     TooLarge(u64),
@@ -25,6 +25,8 @@ pub enum ApiError {
     BodyRead(String),
     #[error("no such avatar")]
     NotFound,
+    #[error("{0} is not allowed here")]
+    MethodNotAllowed(http::Method),
     /// S3 or SQS failed us. The client hears only what was being done;
     /// the chain (endpoints, connector errors) is logged.
     #[error("storage is unavailable ({0})")]
@@ -46,6 +48,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::EmptyBody | Self::BodyRead(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +67,7 @@ impl ApiError {
             Self::EmptyBody => 131,
             Self::BodyRead(_) => 132,
             Self::NotFound => 140,
+            Self::MethodNotAllowed(_) => 141,
             Self::Unavailable(_) => 201,
             Self::Busy => 202,
             Self::LengthRequired(_) => 133,
@@ -85,8 +89,18 @@ pub fn json_error(status: StatusCode, errno: u32, message: String) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, Self::Unavailable(_) | Self::Internal(_)) {
-            tracing::error!(error = %cause_chain(&self), "request failed");
+        match self {
+            Self::Unavailable(_) | Self::Internal(_) => tracing::error!(error = %cause_chain(&self), "request failed"),
+            // A refused upload (or delete) is worth noticing, not alarming.
+            Self::MissingToken
+            | Self::BadToken
+            | Self::UnsupportedType
+            | Self::MagicMismatch(_)
+            | Self::TooLarge(_)
+            | Self::LengthRequired(_) => {
+                tracing::info!(status = self.status().as_u16(), errno = self.errno(), reason = %self, "refused")
+            }
+            _ => {}
         }
         let mut resp = json_error(self.status(), self.errno(), self.to_string());
         if matches!(self, Self::MissingToken) {

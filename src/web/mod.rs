@@ -94,6 +94,8 @@ pub fn router(state: WebState) -> Router {
         .route("/__version__", get(ops::version))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::NotFound })
+        // Last: it covers the routes above (405 with `Allow`, in JSON).
+        .method_not_allowed_fallback(|method: http::Method| async move { ApiError::MethodNotAllowed(method) })
         .with_state(state)
 }
 

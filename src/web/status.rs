@@ -89,6 +89,8 @@ pub(super) async fn current(state: &WebState, id: &AvatarId) -> Result<Option<Va
         Status::Pending => "pending",
         Status::Ready => "ready",
         Status::Failed(record) => {
+            // No variant of a failed upload will ever exist.
+            body.as_object_mut().map(|o| o.remove("variants"));
             body["error"] = json!(record.message);
             body["reason"] = json!(record.reason);
             "failed"
