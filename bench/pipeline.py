@@ -14,8 +14,9 @@ presence is what "ready" means) until it exists, then takes the next photo:
 
 Every concurrency level gets a fresh server (fresh data dir, every role on
 the embedded driver) so its peak RSS is its own. As the reference, measured
-in the same run: `crunchbox crunch` over the same photos offline, one
-process per core at once, images/s; the ratio says how much of the
+in the same run: `crunchbox crunch --webp` (the same outputs as the
+worker's: three variants and their WebP twins) over the same photos
+offline, one process per core at once, images/s; the ratio says how much of the
 crunch rate of every core survives HTTP, S3, SQS and the shared cores.
 
   $CRUNCHBOX_TOOLS/venv/bin/python bench/pipeline.py   (env: CRUNCHBOX_CORPUS, ROUNDS, LEVELS=1,8,32)
@@ -178,7 +179,8 @@ def offline_crunch_rate(tmp: Path, processes: int = 1) -> float:
     best = None
     for _ in range(int(os.environ.get("ROUNDS", "2"))):
         started = time.perf_counter()
-        procs = [subprocess.Popen([str(BINARY), "crunch", *files, "--out", str(tmp / f"offline{i}")],
+        # --webp: the served worker writes every variant's WebP twin too.
+        procs = [subprocess.Popen([str(BINARY), "crunch", "--webp", *files, "--out", str(tmp / f"offline{i}")],
                                   stdout=subprocess.DEVNULL) for i in range(processes)]
         for p in procs:
             if p.wait() != 0:
