@@ -9,7 +9,8 @@ made from that in-memory 600 (lanczos3), the same encodes: exactly
 crunchbox's steps. Its time is taken inside Python, so interpreter start-up
 is not charged to it; crunchbox's process start is charged to crunchbox.
 `vipsthumbnail` run once per box (three decodes per file, the older
-reference) is printed for the whole corpus too.
+reference) is printed for the whole corpus too, and so is the cost of the
+worker's WebP twins (`crunch --webp` against plain `crunch`).
 
 The corpus is split into JPEG baseline, JPEG progressive, PNG, GIF and WebP;
 each group is timed on its own (best of ROUNDS, tools alternating) and gets
@@ -106,10 +107,10 @@ def fresh(directory: Path) -> Path:
     return directory
 
 
-def run_crunchbox(files: list[Path], out: Path) -> int:
+def run_crunchbox(files: list[Path], out: Path, *flags: str) -> int:
     fresh(out)
     started = time.perf_counter_ns()
-    subprocess.run(["taskset", "-c", CORE, str(BINARY), "crunch", *map(str, files), "--out", str(out)],
+    subprocess.run(["taskset", "-c", CORE, str(BINARY), "crunch", *flags, *map(str, files), "--out", str(out)],
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter_ns() - started
 
@@ -182,6 +183,17 @@ def main() -> None:
         rate_vt = len(files) * 1e9 / best_vt
         print(f"vipsthumbnail x3 (three decodes per file): {rate_vt:.2f} img/s; crunchbox {rate_cb / rate_vt:.2f}x")
         print(f"output bytes (all variants): crunchbox {size(tmp / 'cb'):,}, libvips cascade {size(tmp / 'vc'):,}")
+        # The worker also writes a WebP twin of every variant (issue 18: at
+        # most 15 % fewer images/s than without them).
+        best_plain = best_twins = None
+        for _ in range(ROUNDS):
+            plain, twins = run_crunchbox(files, tmp / "cb"), run_crunchbox(files, tmp / "tw", "--webp")
+            best_plain = plain if best_plain is None else min(best_plain, plain)
+            best_twins = twins if best_twins is None else min(best_twins, twins)
+        webp_bytes = sum(p.stat().st_size for p in (tmp / "tw").iterdir() if p.suffix == ".webp")
+        print(f"with WebP twins (--webp, as the worker): {len(files) * 1e9 / best_twins:.2f} img/s vs "
+              f"{len(files) * 1e9 / best_plain:.2f} without, {1 - best_plain / best_twins:.1%} fewer images/s; "
+              f"twins {webp_bytes:,} bytes vs {size(tmp / 'cb'):,} JPEG/PNG")
         print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
