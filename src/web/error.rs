@@ -114,3 +114,41 @@ impl IntoResponse for ApiError {
 pub fn unavailable<E: std::error::Error + Send + Sync + 'static>(what: &'static str, err: E) -> ApiError {
     ApiError::Unavailable(CallError::new(what, err))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's errno table is what clients code against: one row per
+    /// case, each with the errno and status the code answers.
+    #[test]
+    fn the_readme_errno_table_matches_the_code() {
+        let readme = include_str!("../../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("| errno | code | case |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let every = [
+            ApiError::MissingToken,
+            ApiError::BadToken,
+            ApiError::UnsupportedType,
+            ApiError::MagicMismatch("image/png"),
+            ApiError::TooLarge(1),
+            ApiError::EmptyBody,
+            ApiError::BodyRead(String::new()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed(http::Method::GET),
+            ApiError::Unavailable(CallError::new("x", std::io::Error::other("x"))),
+            ApiError::Busy,
+            ApiError::LengthRequired(1),
+            ApiError::Internal(Box::new(std::io::Error::other("x"))),
+        ];
+        assert_eq!(table.len(), every.len(), "one row per case: {table:#?}");
+        for e in &every {
+            let row = format!("| {} | {} |", e.errno(), e.status().as_u16());
+            assert!(table.iter().any(|l| l.starts_with(&row)), "no README row {row} for {e:?}");
+        }
+    }
+}
