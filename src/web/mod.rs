@@ -54,7 +54,8 @@ impl Settings {
     pub fn new(config: &Config, queue_url: String, dlq_url: String) -> Self {
         Self {
             upload_tokens: config.web.upload_tokens.clone(),
-            public_url: config.web.public_url.trim_end_matches('/').to_owned(),
+            // Unset, `web.listen` (the caller may have put the bound address there).
+            public_url: config.public_url(None).trim_end_matches('/').to_owned(),
             max_upload_bytes: config.web.max_upload_bytes,
             private_bucket: config.buckets.private.clone(),
             public_bucket: config.buckets.public.clone(),
