@@ -163,6 +163,7 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path):
         assert {"crunchbox-uploads", "crunchbox-public"} <= buckets, result.stdout
 
         upload_follows_the_port(web.group(1))
+        upload_cli_follows_the_port(root / "target" / "release" / "crunchbox", web.group(1), web_port, tmp_path)
         s3cmd_as_printed(readme, aws_port, tmp_path, shell_env)
 
         assert (clone / "crunchbox-data").is_dir(), "data_dir default is ./crunchbox-data"
@@ -204,6 +205,21 @@ def upload_follows_the_port(web: str) -> None:
         assert url.startswith(web + "/a/"), (name, url)
         with urllib.request.urlopen(url, timeout=30) as resp:
             assert resp.status == 200 and resp.read(), url
+
+
+def upload_cli_follows_the_port(binary: Path, web: str, web_port: int, tmp_path: Path) -> None:
+    """`crunchbox upload` run with only the same `CRUNCHBOX_WEB_LISTEN` (no
+    --endpoint) reaches that web role, and prints URLs on its port."""
+    photo = tmp_path / "cli.png"
+    Image.new("RGB", (48, 32), (20, 160, 40)).save(photo, "PNG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRUNCHBOX_")}
+    env["CRUNCHBOX_WEB_LISTEN"] = f"127.0.0.1:{web_port}"
+    done = subprocess.run(
+        [str(binary), "upload", "--wait-secs", "100", str(photo)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    urls = re.findall(r"http://\S+", done.stdout)
+    assert len(urls) == 3 and all(u.startswith(f"{web}/a/") for u in urls), done.stdout
 
 
 def s3cmd_block(readme: str) -> str:
