@@ -140,18 +140,7 @@ fn s3_error(e: &sigv4::AuthError) -> Response<s3s::Body> {
 /// Picks the service from the SigV4 credential scope (header or presigned
 /// query), falling back to the request's shape when it is unsigned.
 pub fn target_of(method: &Method, headers: &HeaderMap, uri: &http::Uri) -> Target {
-    let scope_service = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|auth| auth.split_once("Credential=").map(|(_, rest)| rest))
-        .and_then(|cred| service_in_credential(cred.split([',', ' ']).next().unwrap_or("")))
-        .or_else(|| {
-            uri.query().and_then(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "X-Amz-Credential")
-                    .and_then(|(_, v)| service_in_credential(&v).map(|s| s.into_owned()).map(Into::into))
-            })
-        });
+    let scope_service = sigv4::claims(headers, uri).find_map(|c| c.service().map(str::to_owned));
     match scope_service.as_deref() {
         Some("sqs") => Target::Sqs,
         Some("sts") => Target::Sts,
@@ -172,14 +161,6 @@ fn is_query_or_json_protocol(method: &Method, headers: &HeaderMap, uri: &http::U
     let json_post = content_type.starts_with("application/x-amz-json");
     let action = uri.query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "Action"));
     json_target || form_post || json_post || action
-}
-
-/// `AKID/20260101/us-east-1/sqs/aws4_request` → `sqs`.
-fn service_in_credential(cred: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let mut parts = cred.rsplit('/');
-    let terminator = parts.next()?;
-    let service = parts.next()?;
-    (terminator == "aws4_request").then(|| service.into())
 }
 
 #[cfg(test)]

@@ -289,22 +289,54 @@ fn parse_signed(parts: &Parts) -> Result<Signed, AuthError> {
     Err(AuthError::Missing)
 }
 
-/// The region a request is signed for, from its `Authorization` header
-/// (`false`) or its presigned `X-Amz-Credential` (`true`); `None` when it
-/// carries no SigV4 credential scope.
+/// A credential scope a request claims (`ACCESS/DATE/REGION/SERVICE/aws4_request`),
+/// read before any signature is checked: what routing and the region check
+/// go by. The signature check parses it again, strictly.
+#[derive(Debug)]
+pub struct Claim {
+    credential: String,
+    /// From a presigned URL's `X-Amz-Credential`, not the `Authorization` header.
+    pub presigned: bool,
+    /// An `AWS4-HMAC-SHA256` header or a presigned URL: a scope with a
+    /// region in it (a SigV4a header's scope has none).
+    regional: bool,
+}
+
+impl Claim {
+    /// `sqs` of `AKID/20260101/us-east-1/sqs/aws4_request`; `None` without
+    /// the terminator.
+    pub fn service(&self) -> Option<&str> {
+        let mut parts = self.credential.rsplit('/');
+        let terminator = parts.next()?;
+        let service = parts.next()?;
+        (terminator == "aws4_request").then_some(service)
+    }
+
+    /// The scope's third part from the end (an access key may hold no `/`).
+    fn region(&self) -> Option<&str> {
+        self.credential.rsplit('/').nth(2)
+    }
+}
+
+/// The scopes a request claims: its `Authorization` header's (any scheme
+/// with a `Credential=`), then its presigned URL's.
+pub fn claims(headers: &http::HeaderMap, uri: &http::Uri) -> impl Iterator<Item = Claim> {
+    let from_header = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|auth| {
+        let (_, rest) = auth.split_once("Credential=")?;
+        let credential = rest.split([',', ' ']).next().unwrap_or("").to_owned();
+        Some(Claim { credential, presigned: false, regional: auth.starts_with("AWS4-HMAC-SHA256") })
+    });
+    let from_query = || {
+        uri_query_param(uri, "X-Amz-Credential").map(|credential| Claim { credential, presigned: true, regional: true })
+    };
+    from_header.into_iter().chain(std::iter::once_with(from_query).flatten())
+}
+
+/// The region a request is signed for (and whether by a presigned URL);
+/// `None` when it carries no SigV4 credential scope.
 pub fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<(String, bool)> {
-    let from_header = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|auth| auth.strip_prefix("AWS4-HMAC-SHA256"))
-        .and_then(|rest| rest.split_once("Credential=").map(|(_, cred)| cred.split([',', ' ']).next().unwrap_or("")))
-        .map(|cred| (cred.to_owned(), false));
-    let (credential, presigned) =
-        from_header.or_else(|| uri_query_param(uri, "X-Amz-Credential").map(|c| (c, true)))?;
-    // ACCESS/DATE/REGION/SERVICE/aws4_request; an access key may hold no `/`.
-    let mut pieces = credential.rsplit('/');
-    let (_terminator, _service, region) = (pieces.next()?, pieces.next()?, pieces.next()?);
-    Some((region.to_owned(), presigned))
+    let claim = claims(headers, uri).find(|c| c.regional)?;
+    Some((claim.region()?.to_owned(), claim.presigned))
 }
 
 /// S3's answer to a request signed for another region: 400 with the region
@@ -503,6 +535,12 @@ mod tests {
         let q: http::Uri = "/b/k?X-Amz-Credential=AK%2F20260101%2Feu-west-1%2Fs3%2Faws4_request".parse().unwrap();
         assert_eq!(signed_region(&http::HeaderMap::new(), &q), Some(("eu-west-1".into(), true)));
         assert_eq!(signed_region(&http::HeaderMap::new(), &root), None);
+        // A SigV4a scope names no region: it is routed by its service, not
+        // judged by a region it does not have.
+        let mut v4a = http::HeaderMap::new();
+        v4a.insert("authorization", "AWS4-ECDSA-P256-SHA256 Credential=AK/20260101/s3/aws4_request".parse().unwrap());
+        assert_eq!(signed_region(&v4a, &root), None);
+        assert_eq!(claims(&v4a, &root).find_map(|c| c.service().map(str::to_owned)).as_deref(), Some("s3"));
         let (code, message) = wrong_region_s3("US", "us-east-1", false);
         assert_eq!(code, "AuthorizationHeaderMalformed");
         assert_eq!(message, "The authorization header is malformed; the region 'US' is wrong; expecting 'us-east-1'");
