@@ -188,20 +188,18 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
     match clients.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(Outcome::Found),
         Err(e) if bucket_missing(&e) => {}
-        Err(e) if is_forbidden(&e) || is_bad_request(&e) => {
-            let detail = match signature_refused(clients).await {
-                Some(why) => why,
-                None if is_forbidden(&e) => BUCKET_FORBIDDEN.into(),
-                None => describe(&e),
-            };
-            return Err(ProvisionError::Call {
-                what: format!("checking bucket {bucket}"),
-                target: clients.target.clone(),
-                detail,
-                source: Some(CallError::new(format!("checking bucket {bucket}"), e)),
+        Err(e) => {
+            let what = format!("checking bucket {bucket}");
+            return Err(match refusal(clients, &e).await {
+                Some(detail) => ProvisionError::Call {
+                    what: what.clone(),
+                    target: clients.target.clone(),
+                    detail,
+                    source: Some(CallError::new(what, e)),
+                },
+                None => call_err(clients, what, e),
             });
         }
-        Err(e) => return Err(call_err(clients, format!("checking bucket {bucket}"), e)),
     }
     let mut req = clients.s3.create_bucket().bucket(bucket);
     // us-east-1 is the one region that refuses an explicit constraint.
@@ -224,12 +222,23 @@ async fn ensure_bucket(clients: &Clients, bucket: &str) -> Result<Outcome, Provi
 const BUCKET_FORBIDDEN: &str = "access denied (HTTP 403): wrong credentials, no s3:ListBucket permission, \
      or the name belongs to another account's bucket (names are global: set buckets.private / buckets.public)";
 
-fn is_forbidden(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
-    e.raw_response().is_some_and(|r| r.status().as_u16() == 403)
-}
-
-fn is_bad_request(e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>) -> bool {
-    e.raw_response().is_some_and(|r| r.status().as_u16() == 400)
+/// Why HeadBucket was refused (400 or 403, neither with a body), in the
+/// user's words; `None` for any other failure. A refused signature comes
+/// first (see [`signature_refused`]); else a 403's usual reasons, or what
+/// the 400 said.
+async fn refusal(
+    clients: &Clients,
+    e: &SdkError<aws_sdk_s3::operation::head_bucket::HeadBucketError>,
+) -> Option<String> {
+    let status = e.raw_response()?.status().as_u16();
+    if status != 400 && status != 403 {
+        return None;
+    }
+    Some(match signature_refused(clients).await {
+        Some(why) => why,
+        None if status == 403 => BUCKET_FORBIDDEN.into(),
+        None => describe(e),
+    })
 }
 
 /// Why the endpoint refused the request's signature, when it did. HeadBucket's
@@ -382,12 +391,10 @@ pub async fn check(clients: &Clients, config: &Config) -> Result<Queues, Provisi
             Ok(_) => {}
             Err(e) if bucket_missing(&e) => missing.push(format!("bucket {bucket}")),
             Err(e) if is_unreachable(&e) => return Err(call_err(clients, "", e)),
-            Err(e) if is_forbidden(&e) || is_bad_request(&e) => {
-                let why = signature_refused(clients).await;
-                let why = why.unwrap_or_else(|| if is_forbidden(&e) { BUCKET_FORBIDDEN.into() } else { describe(&e) });
+            Err(e) => {
+                let why = refusal(clients, &e).await.unwrap_or_else(|| describe(&e));
                 failed.push(format!("bucket {bucket} ({why})"));
             }
-            Err(e) => failed.push(format!("bucket {bucket} ({})", describe(&e))),
         }
     }
     let mut urls = HashMap::new();
