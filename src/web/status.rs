@@ -75,28 +75,25 @@ pub async fn status(State(state): State<WebState>, Path(raw): Path<String>) -> R
 pub(super) async fn current(state: &WebState, id: &AvatarId) -> Result<Option<Value>, ApiError> {
     let Some(status) = lookup(state, id).await? else { return Ok(None) };
     let s = &state.settings;
-    let variants = json!({
-        "default": s.avatar_url(&id.variant_key(VariantName::Default)),
-        "small": s.avatar_url(&id.variant_key(VariantName::Small)),
-        "large": s.avatar_url(&id.variant_key(VariantName::Large)),
-    });
-    let mut body = json!({
-        "id": id.as_str(),
-        "url": s.avatar_url(id.as_str()),
-        "variants": variants,
-    });
+    let mut body = json!({ "id": id.as_str(), "url": s.avatar_url(id.as_str()) });
     let label = match status {
         Status::Pending => "pending",
         Status::Ready => "ready",
         Status::Failed(record) => {
-            // No variant of a failed upload will ever exist.
-            body.as_object_mut().map(|o| o.remove("variants"));
             body["error"] = json!(record.message);
             body["reason"] = json!(record.reason);
             "failed"
         }
     };
     body["status"] = json!(label);
+    // No variant of a failed upload will ever exist: only the others list them.
+    if label != "failed" {
+        body["variants"] = json!({
+            "default": s.avatar_url(&id.variant_key(VariantName::Default)),
+            "small": s.avatar_url(&id.variant_key(VariantName::Small)),
+            "large": s.avatar_url(&id.variant_key(VariantName::Large)),
+        });
+    }
     Ok(Some(body))
 }
 
