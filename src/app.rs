@@ -48,8 +48,6 @@ pub struct App {
     pub aws_addr: Option<SocketAddr>,
     /// Where the web role listens, if it runs.
     pub web_addr: Option<SocketAddr>,
-    /// The base of the URLs the web role hands out, if it runs.
-    pub public_url: Option<String>,
     /// The roles running.
     pub roles: Vec<Role>,
     /// Shutdown order: each stage drains before the next is told to stop,
@@ -150,7 +148,6 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     }
 
     let mut web_addr = None;
-    let mut public_url = None;
     if has(Role::Web) || has(Role::Worker) {
         let endpoint_url = match aws_addr {
             Some(addr) => format!("http://{addr}"),
@@ -180,7 +177,6 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             // Bound first, so a default `web.public_url` names the real port.
             let mut config = config.clone();
             config.web.public_url = config.public_url(web_addr);
-            public_url = Some(config.web.public_url.clone());
             let settings = web::Settings::new(&config, queues.queue_url.clone(), queues.dlq_url.clone());
             let state = web::WebState {
                 clients: clients.clone(),
@@ -213,7 +209,6 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
     Ok(App {
         aws_addr,
         web_addr,
-        public_url,
         roles: roles.to_vec(),
         worker: worker_stage,
         web: web_stage,

@@ -14,7 +14,7 @@ pub fn print(config: &Config, app: &App, ephemeral: bool) {
         println!("crunchbox data (ephemeral, deleted at exit): {}", config.data_dir.display());
     }
     if let Some(addr) = app.web_addr {
-        let public_url = app.public_url.clone().unwrap_or_else(|| config.public_url(Some(addr)));
+        let public_url = config.public_url(Some(addr));
         println!(
             "crunchbox web:        {}  (upload page at /, images at {}/a/ID)",
             url(addr),
