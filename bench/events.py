@@ -18,7 +18,6 @@ on the release binary.
   $VENV/bin/python bench/events.py   (env: CRUNCHBOX_BIN, CRUNCHBOX_CORPUS, EVENTS_PHOTO, EVENTS_LEVELS, STREAMS, HOLD)
 """
 
-import http.client
 import json
 import os
 import selectors
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "e2e"))
 from conftest import BINARY, CORPUS, Server  # noqa: E402
-from pipeline import latency_summary, peak_rss_mib, process_cpu, run_clients  # noqa: E402
+from pipeline import latency_summary, peak_rss_mib, process_cpu, run_clients, settled_over_sse  # noqa: E402
 
 TOKEN = "dev-token"
 LEVELS = tuple(int(n) for n in os.environ.get("EVENTS_LEVELS", "1,8,32").split(",") if n)
@@ -53,27 +52,6 @@ def upload(web: str, body: bytes) -> str:
     )
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.loads(resp.read())["id"]
-
-
-def settled_over_sse(port: int, avatar_id: str) -> str:
-    """Reads the stream until it settles; returns the last status."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request("GET", f"/v1/avatar/{avatar_id}/events", headers={"Accept": "text/event-stream"})
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise RuntimeError(f"events answered {resp.status}")
-        last = None
-        while True:
-            line = resp.readline()
-            if not line:
-                return last
-            if line.startswith(b"data:"):
-                last = json.loads(line[5:])["status"]
-                if last in ("ready", "failed"):
-                    return last
-    finally:
-        conn.close()
 
 
 def rss_mib(pid: int) -> float:

@@ -185,11 +185,7 @@ async fn upload_deleted_while_pending_is_never_crunched() {
     server.roles = ALL_ROLES.to_vec();
     server.restart().await;
     let web = server.web_url();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while queue_depth(&server, &server.config.queue.name).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the orphaned message was never dropped");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&server).await;
     assert_eq!(status(&web, &id).await.0, StatusCode::NOT_FOUND);
     let public = server.s3().await.list_objects_v2().bucket(&server.config.buckets.public).send().await.unwrap();
     assert_eq!(public.key_count(), Some(0));
@@ -219,11 +215,7 @@ async fn redelivered_id_is_crunched_again_to_identical_variants() {
     // The worker deletes a message only after crunching it, after recording
     // a permanent failure, or when the original is gone; the original is
     // there, so an empty queue and no failure record mean it was crunched.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while queue_depth(&server, &server.config.queue.name).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the redelivered id was never handled");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drained(&server).await;
     let failure = s3.head_object().bucket(&server.config.buckets.private).key(format!("failed/{id}")).send().await;
     assert!(failure.is_err(), "the redelivery was recorded as a failure");
     assert_eq!(status(&web, &id).await.1["status"], "ready");
@@ -231,6 +223,51 @@ async fn redelivered_id_is_crunched_again_to_identical_variants() {
         let head = s3.head_object().bucket(public).key(format!("{id}{suffix}")).send().await.expect("variant");
         assert_eq!(head.e_tag().map(str::to_owned), etag, "{suffix} changed bytes");
     }
+    server.shutdown().await;
+}
+
+/// Waits until the crunch queue holds no message, visible or not.
+async fn drained(server: &TestServer) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while queue_depth(server, &server.config.queue.name).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the message was never dropped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A message for an upload whose original is gone: with a tombstone (an
+/// earlier receive's PUTs landed after the DELETE) the worker takes the
+/// late variants down; without one (say, a lifecycle rule expired the
+/// original) it leaves the served variants alone. Either way the message
+/// is dropped.
+#[tokio::test]
+async fn a_message_for_a_missing_original_cleans_up_only_after_a_delete() {
+    let server = TestServer::start(&ALL_ROLES).await;
+    let web = server.web_url();
+    let s3 = server.s3().await;
+    let (public, private) = (&server.config.buckets.public, &server.config.buckets.private);
+    let sqs = server.sqs().await;
+    let url = sqs.get_queue_url().queue_name(&server.config.queue.name).send().await.unwrap().queue_url.unwrap();
+
+    // Expired: the original goes, no tombstone; the avatar stays served.
+    let kept = upload_id(&web, jpeg(320, 240)).await;
+    assert_eq!(settled(&web, &kept).await["status"], "ready");
+    s3.delete_object().bucket(private).key(format!("originals/{kept}")).send().await.expect("expire the original");
+    sqs.send_message().queue_url(&url).message_body(&kept).send().await.expect("redeliver");
+    drained(&server).await;
+    assert_eq!(reqwest::get(format!("{web}/a/{kept}")).await.unwrap().status(), StatusCode::OK);
+
+    // Deleted, then a late variant PUT from an earlier receive: taken down.
+    let gone = upload_id(&web, jpeg(320, 240)).await;
+    assert_eq!(settled(&web, &gone).await["status"], "ready");
+    let resp =
+        reqwest::Client::new().delete(format!("{web}/v1/avatar/{gone}")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    s3.put_object().bucket(public).key(&gone).body(b"late".to_vec().into()).send().await.expect("late PUT");
+    sqs.send_message().queue_url(&url).message_body(&gone).send().await.expect("redeliver");
+    drained(&server).await;
+    let left = s3.list_objects_v2().bucket(public).prefix(&gone).send().await.unwrap();
+    assert_eq!(left.key_count(), Some(0), "the late variant stayed behind");
     server.shutdown().await;
 }
 

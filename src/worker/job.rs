@@ -91,16 +91,22 @@ pub async fn handle(clients: &Clients, settings: &Settings, message: Message) {
 
 async fn crunch_one(clients: &Clients, settings: &Settings, id: &AvatarId) -> Result<(), JobError> {
     let s3 = &clients.s3;
-    if avatar::is_deleted(s3, &settings.private_bucket, id).await? {
-        // Deleted, perhaps while an earlier receive of this message was
-        // crunching: make sure nothing it wrote stays behind.
-        avatar::delete_variants(s3, &settings.public_bucket, id).await?;
-        return Err(JobError::Gone);
-    }
+    // No tombstone look first: a DELETE removes the original, and one still
+    // under way is caught by the look after the PUTs, so asking here would
+    // cost every job a round trip to save a crunch in a rare race.
     let got = s3.get_object().bucket(&settings.private_bucket).key(id.original_key()).send().await;
     let original = match got {
         Ok(out) => out.body.collect().await.map_err(CallError::on("reading the original"))?.into_bytes(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Err(JobError::Gone),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+            if avatar::is_deleted(s3, &settings.private_bucket, id).await? {
+                // Deleted, perhaps while an earlier receive of this message
+                // was crunching: make sure nothing it wrote stays behind.
+                // (An original gone without a tombstone, e.g. expired by a
+                // lifecycle rule, leaves its variants alone.)
+                avatar::delete_variants(s3, &settings.public_bucket, id).await?;
+            }
+            return Err(JobError::Gone);
+        }
         Err(e) => return Err(CallError::new("fetching the original", e).into()),
     };
 
