@@ -16,7 +16,9 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARY = Path(os.environ.get("CRUNCHBOX_BIN", ROOT / "target" / "release" / "crunchbox"))
+BINARY = Path(
+    os.environ.get("CRUNCHBOX_BIN", Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "crunchbox")
+)
 CORPUS = Path(os.environ.get("CRUNCHBOX_CORPUS", ROOT.parent / "shared" / "corpus"))
 ACCESS_KEY = "crunchbox"
 SECRET_KEY = "crunchbox-secret"

@@ -3,7 +3,7 @@
 # release binary's embedded S3. Exits non-zero on any failure except the
 # cases listed in ALLOWED_FAILURES: features SPEC leaves out.
 #
-#   e2e/s3s_e2e.sh            (needs target/release/crunchbox)
+#   e2e/s3s_e2e.sh            (needs $CARGO_TARGET_DIR/release/crunchbox, or CRUNCHBOX_BIN)
 #
 # s3s-e2e is installed once into $CRUNCHBOX_TOOLS (default ~/.cache/crunchbox-tools),
 # built in its own target dir so it never contends with the main build.
@@ -11,7 +11,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TOOLS="${CRUNCHBOX_TOOLS:-$HOME/.cache/crunchbox-tools}"
-BIN="${CRUNCHBOX_BIN:-$ROOT/target/release/crunchbox}"
+BIN="${CRUNCHBOX_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/crunchbox}"
 E2E="$TOOLS/bin/s3s-e2e"
 
 # Features outside SPEC (see README): STS AssumeRole.
