@@ -272,6 +272,7 @@ pub async fn run(mut config: Config, roles: Vec<Role>, ephemeral: bool) -> Resul
 }
 
 async fn serve(config: &Config, roles: &[Role], ephemeral: bool) -> Result<(), AppError> {
+    crate::fdlimit::prepare(config, roles);
     let app = start(config.clone(), roles).await?;
     // Listening for signals before anything says we are up.
     let stopped = crate::shutdown::signal();

@@ -17,6 +17,7 @@ pub mod config;
 pub mod crunch;
 pub mod durable;
 pub mod endpoint;
+pub mod fdlimit;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -21,8 +21,13 @@ impl Serve {
     /// Starts `serve ARGS` with `env` and waits for `Ready.`; the banner is
     /// what it printed before.
     fn start(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Self::spawn(dir, name, command(args, env))
+    }
+
+    /// Starts `cmd` (made by [`command`]) and waits for `Ready.`.
+    fn spawn(dir: &Path, name: &str, mut cmd: Command) -> Serve {
         let stderr = dir.join(format!("{name}.stderr"));
-        let mut child = command(args, env)
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -131,6 +136,56 @@ fn urls_follow_the_web_port() {
     let log = server.stop();
     let warned = log.lines().filter(|l| l.contains("web.public_url points at 127.0.0.1:8080")).count();
     assert_eq!(warned, 1, "{log}");
+}
+
+/// `crunchbox serve` started with `RLIMIT_NOFILE` set to `soft`/`hard`.
+fn with_file_limit(args: &[&str], soft: u64, hard: u64) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = command(args, &[]);
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    cmd
+}
+
+/// The soft and hard "Max open files" of a running process.
+fn file_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let n: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    (n[0], n[1])
+}
+
+/// A soft open-file limit below the hard one is raised to it; a hard limit
+/// below what the connection caps can use is pointed out, with the way out.
+#[test]
+fn the_open_file_limit_is_raised_and_a_low_one_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args = ["--data-dir", data.to_str().unwrap()];
+    let hard = crunchbox::fdlimit::current().expect("getrlimit").hard;
+    let needed = 1024 + 2 * 1024 + 256;
+    assert!(hard >= needed + 64, "this test needs a hard open-file limit above {needed}, not {hard}");
+    let roomy = Serve::spawn(tmp.path(), "roomy", with_file_limit(&args, 512, hard));
+    assert_eq!(file_limit(roomy.child.id()), (hard, hard));
+    let log = roomy.stop();
+    assert!(!log.contains("open-file limit"), "{log}");
+
+    let tight = Serve::spawn(tmp.path(), "tight", with_file_limit(&args, 512, 1000));
+    assert_eq!(file_limit(tight.child.id()), (1000, 1000));
+    let log = tight.stop();
+    let line = log.lines().find(|l| l.contains("open-file limit")).unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains(" WARN ")
+            && line.contains("(1000)")
+            && line.contains(&format!("{needed} descriptors the connection caps")),
+        "{line}"
+    );
+    assert!(line.contains("ulimit -Hn"), "{line}");
 }
 
 #[test]
