@@ -86,10 +86,7 @@ fn decode_unwinding(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome,
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
     let eighths = scale_eighths(width.max(height), want);
-    if eighths <= MAX_EIGHTHS_WITHOUT_LAST_BITS
-        && finely_quantized(bytes)
-        && let Some(cut) = final_refinements(bytes)
-    {
+    if let Some(cut) = last_bits_cut(bytes, eighths) {
         // The same file without its trailing last-bit scans: what libjpeg
         // decodes from it is what it would have decoded up to them.
         let mut trimmed = Vec::with_capacity(cut + 2);
@@ -103,6 +100,15 @@ fn decode_unwinding(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome,
 /// The DCT scale (in eighths) at or below which trailing last-bit
 /// refinement scans are left undecoded.
 const MAX_EIGHTHS_WITHOUT_LAST_BITS: u8 = 2;
+
+/// Where to cut `bytes` (decoded at `eighths`/8) to leave out its trailing
+/// last-bit scans, if they are to be left out at all.
+fn last_bits_cut(bytes: &[u8], eighths: u8) -> Option<usize> {
+    if eighths > MAX_EIGHTHS_WITHOUT_LAST_BITS || !finely_quantized(bytes) {
+        return None;
+    }
+    final_refinements(bytes)
+}
 
 /// The largest mean quantizer step of the first nine AC coefficients (in
 /// zigzag order) of the luma table for which the last bits are left out.
@@ -118,46 +124,32 @@ const MAX_MEAN_STEP_WITHOUT_LAST_BITS: u32 = 2;
 fn finely_quantized(bytes: &[u8]) -> bool {
     let mut tables: [Option<u32>; 4] = [None; 4];
     let mut luma_table = None;
-    let mut i = 2;
-    while let (Some(&0xFF), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) {
-        match marker {
-            0xFF => i += 1,
-            0x01 | 0xD0..=0xD7 => i += 2,
-            0xD9 | 0xDA => break,
-            _ => {
-                let Some(len) = bytes.get(i + 2..i + 4).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
-                    return false;
-                };
-                let Some(body) = bytes.get(i + 4..i + 2 + len) else { return false };
-                match marker {
-                    0xDB => {
-                        // One or more tables: Pq|Tq, then 64 steps of 1 or 2 bytes.
-                        let mut t = body;
-                        while let Some((&pq_tq, rest)) = t.split_first() {
-                            let wide = pq_tq >> 4 != 0;
-                            let size = if wide { 128 } else { 64 };
-                            let Some(steps) = rest.get(..size) else { return false };
-                            let step = |k: usize| {
-                                if wide {
-                                    u32::from(u16::from_be_bytes([steps[2 * k], steps[2 * k + 1]]))
-                                } else {
-                                    u32::from(steps[k])
-                                }
-                            };
-                            if let Some(slot) = tables.get_mut(usize::from(pq_tq & 0x0F)) {
-                                *slot = Some((1..10).map(step).sum::<u32>());
-                            }
-                            t = &rest[size..];
+    for segment in segments(bytes).take_while(|s| !matches!(s.marker, 0xD9 | 0xDA)) {
+        let Some(body) = segment.body else { return false };
+        match segment.marker {
+            0xDB => {
+                // One or more tables: Pq|Tq, then 64 steps of 1 or 2 bytes.
+                let mut t = body;
+                while let Some((&pq_tq, rest)) = t.split_first() {
+                    let wide = pq_tq >> 4 != 0;
+                    let size = if wide { 128 } else { 64 };
+                    let Some(steps) = rest.get(..size) else { return false };
+                    let step = |k: usize| {
+                        if wide {
+                            u32::from(u16::from_be_bytes([steps[2 * k], steps[2 * k + 1]]))
+                        } else {
+                            u32::from(steps[k])
                         }
+                    };
+                    if let Some(slot) = tables.get_mut(usize::from(pq_tq & 0x0F)) {
+                        *slot = Some((1..10).map(step).sum::<u32>());
                     }
-                    0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                        // P, Y, X, Nf, then per component C, H|V, Tq.
-                        luma_table = body.get(8).copied();
-                    }
-                    _ => {}
+                    t = &rest[size..];
                 }
-                i += 2 + len;
             }
+            // P, Y, X, Nf, then per component C, H|V, Tq.
+            marker if is_frame_header(marker) => luma_table = body.get(8).copied(),
+            _ => {}
         }
     }
     let sum = luma_table.and_then(|t| tables.get(usize::from(t)).copied().flatten());
@@ -213,71 +205,101 @@ fn decode_started(
 /// to the EOI, so `None` also when the file is cut short or malformed (then
 /// libjpeg, reading it whole, says what is wrong) or has no such scans.
 fn final_refinements(bytes: &[u8]) -> Option<usize> {
-    let mut i = 2;
     let mut run: Option<usize> = None;
-    loop {
-        let (&ff, &marker) = (bytes.get(i)?, bytes.get(i + 1)?);
-        if ff != 0xFF {
-            return None;
-        }
-        match marker {
-            0xFF => i += 1,
-            0x01 | 0xD0..=0xD7 => i += 2,
+    for segment in segments(bytes) {
+        match segment.marker {
             0xD9 => return run,
-            _ => {
-                let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
-                let header = bytes.get(i + 4..i + 2 + len)?;
-                let start = i;
-                i += 2 + len;
-                if marker != 0xDA {
-                    continue;
-                }
+            0xDA => {
                 // SOS: Ns, Ns component selectors, then Ss, Se, Ah|Al.
+                let header = segment.body?;
                 let ns = usize::from(*header.first()?);
                 let (&ss, &ah_al) = (header.get(1 + 2 * ns)?, header.get(3 + 2 * ns)?);
-                if ss > 0 && ah_al >> 4 > 0 && ah_al & 0x0F == 0 {
-                    run = run.or(Some(start));
-                } else {
-                    run = None;
-                }
-                // Entropy-coded data runs to the next marker that is not a
-                // stuffed 0xFF00 or a restart marker.
-                loop {
-                    i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
-                    match bytes.get(i + 1)? {
-                        0x00 | 0xD0..=0xD7 => i += 2,
-                        _ => break,
-                    }
-                }
+                let last_bit = ss > 0 && ah_al >> 4 > 0 && ah_al & 0x0F == 0;
+                run = if last_bit { run.or(Some(segment.start)) } else { None };
+            }
+            _ => {
+                segment.body?;
             }
         }
     }
+    None
+}
+
+/// One marker of a JPEG and its segment.
+struct Segment<'a> {
+    marker: u8,
+    /// Where its `0xFF` is.
+    start: usize,
+    /// What its length field says follows; `None` when the file ends first
+    /// (or the length is less than its own two bytes). Empty for markers
+    /// that stand alone.
+    body: Option<&'a [u8]>,
+}
+
+/// The markers of `bytes` after SOI, in order, up to and including EOI,
+/// stepping over fill bytes, each segment by its length and each scan's
+/// entropy-coded data (only when asked for the marker after it). Ends
+/// early where the file is cut short or something other than a marker
+/// stands where one must.
+fn segments(bytes: &[u8]) -> impl Iterator<Item = Segment<'_>> {
+    let mut i = 2;
+    let mut in_scan = false;
+    let mut ended = false;
+    std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        if std::mem::take(&mut in_scan) {
+            // Entropy-coded data runs to the next marker that is not a
+            // stuffed 0xFF00 or a restart marker.
+            loop {
+                i += bytes.get(i..)?.iter().position(|&b| b == 0xFF)?;
+                match bytes.get(i + 1)? {
+                    0x00 | 0xD0..=0xD7 => i += 2,
+                    _ => break,
+                }
+            }
+        }
+        loop {
+            let (&ff, &marker) = (bytes.get(i)?, bytes.get(i + 1)?);
+            if ff != 0xFF {
+                return None;
+            }
+            let start = i;
+            match marker {
+                // Fill bytes before a marker.
+                0xFF => i += 1,
+                // Standalone markers carry no length.
+                0x01 | 0xD0..=0xD7 | 0xD9 => {
+                    i += 2;
+                    ended = marker == 0xD9;
+                    return Some(Segment { marker, start, body: Some(&[]) });
+                }
+                _ => {
+                    let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
+                    i += 2 + len;
+                    in_scan = marker == 0xDA;
+                    return Some(Segment { marker, start, body: bytes.get(start + 4..i) });
+                }
+            }
+        }
+    })
+}
+
+/// SOF0–SOF15, leaving out the DHT, JPG and DAC markers in that range.
+fn is_frame_header(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
 }
 
 /// Width and height from the first start-of-frame marker, walking the
 /// marker segments by their lengths; `None` when there is none to find.
 fn frame_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let mut i = 2;
-    while let (Some(&0xFF), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) {
-        match marker {
-            // Fill bytes before a marker.
-            0xFF => i += 1,
-            // Standalone markers carry no length.
-            0x01 | 0xD0..=0xD7 => i += 2,
-            // Start of scan or end of image: no frame header before it.
-            0xD9 | 0xDA => return None,
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let height = u16::from_be_bytes([*bytes.get(i + 5)?, *bytes.get(i + 6)?]);
-                let width = u16::from_be_bytes([*bytes.get(i + 7)?, *bytes.get(i + 8)?]);
-                return Some((u32::from(width), u32::from(height)));
-            }
-            _ => {
-                let len = u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]);
-                i += 2 + usize::from(len);
-            }
-        }
-    }
-    None
+    // Start of scan or end of image: no frame header before it.
+    let frame = segments(bytes).take_while(|s| !matches!(s.marker, 0xD9 | 0xDA)).find(|s| is_frame_header(s.marker))?;
+    let i = frame.start;
+    let height = u16::from_be_bytes([*bytes.get(i + 5)?, *bytes.get(i + 6)?]);
+    let width = u16::from_be_bytes([*bytes.get(i + 7)?, *bytes.get(i + 8)?]);
+    Some((u32::from(width), u32::from(height)))
 }
 
 /// The N of the N/8 scale: the smallest whose scaled longer side (rounded
@@ -398,15 +420,12 @@ mod tests {
             }
             let bytes = std::fs::read(&path).unwrap();
             let Some((w, h)) = frame_size(&bytes) else { continue };
-            if final_refinements(&bytes).is_none()
-                || !finely_quantized(&bytes)
-                || scale_eighths(w.max(h), 600) > MAX_EIGHTHS_WITHOUT_LAST_BITS
-            {
+            let eighths = scale_eighths(w.max(h), 600);
+            if last_bits_cut(&bytes, eighths).is_none() {
                 continue;
             }
             let Ok(Outcome::Decoded(trimmed)) = decode(&bytes, u64::MAX, 600) else { panic!("{path:?}") };
             let whole = dec_for(&bytes).unwrap();
-            let eighths = scale_eighths(w.max(h), 600);
             let Ok(Outcome::Decoded(full)) =
                 decode_started(whole, Layout::Rgb, Orientation::NoTransforms, eighths, true)
             else {
