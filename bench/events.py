@@ -18,22 +18,19 @@ on the release binary.
   $VENV/bin/python bench/events.py   (env: CRUNCHBOX_BIN, CRUNCHBOX_CORPUS, EVENTS_PHOTO, EVENTS_LEVELS, STREAMS, HOLD)
 """
 
-import json
 import os
 import selectors
 import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "e2e"))
 from conftest import BINARY, CORPUS, Server  # noqa: E402
-from pipeline import latency_summary, peak_rss_mib, process_cpu, run_clients, settled_over_sse  # noqa: E402
+from pipeline import latency_summary, peak_rss_mib, process_cpu, run_clients, settled_over_sse, upload  # noqa: E402
 
-TOKEN = "dev-token"
 LEVELS = tuple(int(n) for n in os.environ.get("EVENTS_LEVELS", "1,8,32").split(",") if n)
 PHOTO = Path(os.environ.get("EVENTS_PHOTO", CORPUS / "aitzgorri_by_Aitzol_Berasategi.jpg"))
 STREAMS = int(os.environ.get("STREAMS", "1000"))
@@ -41,17 +38,6 @@ HOLD = float(os.environ.get("HOLD", "20"))
 # The pending uploads of part 2: the web role checks only the magic, and no
 # worker runs to crunch them.
 TINY_JPEG = b"\xff\xd8\xff\xe0" + bytes(60)
-
-
-def upload(web: str, body: bytes) -> str:
-    req = urllib.request.Request(
-        f"{web}/v1/avatar/upload",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/jpeg"},
-    )
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        return json.loads(resp.read())["id"]
 
 
 def rss_mib(pid: int) -> float:
@@ -64,11 +50,11 @@ def rss_mib(pid: int) -> float:
 def latency_level(clients: int, photo: bytes, total: int, tmp: Path) -> dict:
     server = Server(tmp / f"c{clients}", env={"CRUNCHBOX_WEB_MAX_UPLOAD_BYTES": str(16 * 1024 * 1024)}).start()
     try:
-        settled_over_sse(server.web_port, upload(server.web, photo))  # warm-up
+        settled_over_sse(server.web_port, upload(server.web, photo, "image/jpeg"))  # warm-up
 
         def one(_: int) -> float:
             started = time.perf_counter()
-            last = settled_over_sse(server.web_port, upload(server.web, photo))
+            last = settled_over_sse(server.web_port, upload(server.web, photo, "image/jpeg"))
             if last != "ready":
                 raise RuntimeError(f"ended {last}")
             return time.perf_counter() - started
@@ -83,7 +69,7 @@ def open_streams(tmp: Path) -> dict:
     server = Server(tmp / "streams", roles="s3,sqs,web").start()
     pid = server.proc.pid
     try:
-        ids = [upload(server.web, TINY_JPEG) for _ in range(STREAMS)]
+        ids = [upload(server.web, TINY_JPEG, "image/jpeg") for _ in range(STREAMS)]
         time.sleep(1)
         before = rss_mib(pid)
         sel = selectors.DefaultSelector()
