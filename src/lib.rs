@@ -6,6 +6,7 @@
 //! [`crunch`]; [`clients`] is the only place the driver (embedded or aws)
 //! matters.
 
+pub mod allocator;
 pub mod app;
 pub mod avatar;
 pub mod banner;

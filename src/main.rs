@@ -7,6 +7,8 @@ use crunchbox::cli::{Cli, Command, CommonArgs};
 use crunchbox::config::Config;
 
 fn main() -> ExitCode {
+    // Before any thread starts: the arena cap binds only threads to come.
+    crunchbox::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Crunch(args) => {
