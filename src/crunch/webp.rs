@@ -26,6 +26,14 @@ pub const WEBP_QUALITY: f32 = 80.0;
 /// more bytes.
 const WEBP_METHOD: c_int = 2;
 
+/// The twins carry no loop (deblocking) filter. Measured with cwebp on the
+/// corpus's 600 px variants, one core: 14 % less encode time (0.281 vs
+/// 0.327 s for all of them), the same bytes, and decoded PSNR against the
+/// source 39.94 vs 39.99 dB (at most 0.22 dB lower on any one image): at
+/// quality 80 the filter levels the photo preset picks are low, and
+/// browsers decoding the twin skip the filter pass too.
+const WEBP_FILTER_STRENGTH: c_int = 0;
+
 /// What a WebP's header says, read without decoding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Header {
@@ -99,6 +107,7 @@ pub(crate) fn encode(raster: &Raster) -> Result<Vec<u8>, CrunchError> {
     let mut config = ffi::WebPConfig::new_with_preset(ffi::WebPPreset::WEBP_PRESET_PHOTO, WEBP_QUALITY)
         .map_err(|()| failed("libwebp version mismatch"))?;
     config.method = WEBP_METHOD;
+    config.filter_strength = WEBP_FILTER_STRENGTH;
     let mut picture = ffi::WebPPicture::new().map_err(|()| failed("libwebp version mismatch"))?;
     picture.use_argb = 0;
     picture.width = to_c(raster.width)?;
