@@ -94,69 +94,77 @@ mod tests {
         assert!(!operator_tuned(vars(&[("PATH", "/bin"), ("HOME", "/root")])));
     }
 
-    /// Minor page faults this thread has taken so far.
+    /// What the settings are for, shown on a real allocator: only glibc has
+    /// them.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn minor_faults() -> i64 {
-        // SAFETY: an all-zero rusage is a valid value; getrusage only writes it.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `usage` is a valid, exclusive out-pointer for the call.
-        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
-        usage.ru_minflt
-    }
+    mod faults {
+        use super::super::*;
 
-    /// The point of it all: a big buffer freed and asked for again comes
-    /// back without the kernel faulting in and zeroing its pages again.
-    /// Each case runs in a fresh copy of this test binary, since the
-    /// allocator's state is per process and other tests leave theirs; the
-    /// untuned control shows that glibc's defaults fault every page in again.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn a_freed_big_buffer_is_reused_without_page_faults() {
-        let pages = (BUFFER / 4096) as i64;
-        let (first, second) = fault_rounds_in_child("tuned");
-        assert!(first >= pages / 2, "the first buffer should be faulted in: {first} faults for {pages} pages");
-        assert!(second < pages / 10, "tuned: the second buffer faulted {second} times for {pages} pages");
-        let (_, second) = fault_rounds_in_child("default");
-        assert!(second >= pages / 2, "untuned: the second buffer faulted only {second} times for {pages} pages");
-    }
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    const BUFFER: usize = 24 << 20;
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    fn fault_rounds_in_child(mode: &str) -> (i64, i64) {
-        let exe = std::env::current_exe().expect("test binary path");
-        let out = std::process::Command::new(exe)
-            .args(["--ignored", "--exact", "allocator::tests::fault_rounds", "--nocapture", "--test-threads=1"])
-            .env("CRUNCHBOX_FAULT_ROUNDS", mode)
-            .env_remove("GLIBC_TUNABLES")
-            .output()
-            .expect("run the test binary");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "child failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
-        // The harness prints the test's name on the same line first.
-        let (_, rest) = stdout.split_once("fault rounds: ").expect("child printed its rounds");
-        let mut n = rest.split_whitespace().map(|n| n.parse::<i64>().expect("a number"));
-        (n.next().expect("first"), n.next().expect("second"))
-    }
-
-    /// One buffer allocated, touched and freed, twice; prints each round's
-    /// minor faults. Only meaningful in a fresh process.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    #[ignore = "a helper: a_freed_big_buffer_is_reused_without_page_faults runs it in a fresh process"]
-    fn fault_rounds() {
-        let Ok(mode) = std::env::var("CRUNCHBOX_FAULT_ROUNDS") else { return };
-        if mode == "tuned" {
-            assert_eq!(apply(), Tuning::Applied);
+        /// Minor page faults this thread has taken so far.
+        fn minor_faults() -> i64 {
+            // SAFETY: an all-zero rusage is a valid value; getrusage only writes it.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: `usage` is a valid, exclusive out-pointer for the call.
+            assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
+            usage.ru_minflt
         }
-        let round = || {
-            let before = minor_faults();
-            drop(std::hint::black_box(vec![1u8; BUFFER]));
-            minor_faults() - before
-        };
-        let first = round();
-        let second = round();
-        println!("fault rounds: {first} {second}");
+
+        /// The point of it all: a big buffer freed and asked for again comes
+        /// back without the kernel faulting in and zeroing its pages again.
+        /// Each case runs in a fresh copy of this test binary, since the
+        /// allocator's state is per process and other tests leave theirs; the
+        /// untuned control shows that glibc's defaults fault every page in again.
+        #[test]
+        fn a_freed_big_buffer_is_reused_without_page_faults() {
+            let pages = (BUFFER / 4096) as i64;
+            let (first, second) = fault_rounds_in_child("tuned");
+            assert!(first >= pages / 2, "the first buffer should be faulted in: {first} faults for {pages} pages");
+            assert!(second < pages / 10, "tuned: the second buffer faulted {second} times for {pages} pages");
+            let (_, second) = fault_rounds_in_child("default");
+            assert!(second >= pages / 2, "untuned: the second buffer faulted only {second} times for {pages} pages");
+        }
+
+        const BUFFER: usize = 24 << 20;
+
+        fn fault_rounds_in_child(mode: &str) -> (i64, i64) {
+            let exe = std::env::current_exe().expect("test binary path");
+            let out = std::process::Command::new(exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "allocator::tests::faults::fault_rounds",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("CRUNCHBOX_FAULT_ROUNDS", mode)
+                .env_remove("GLIBC_TUNABLES")
+                .output()
+                .expect("run the test binary");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "child failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+            // The harness prints the test's name on the same line first.
+            let (_, rest) = stdout.split_once("fault rounds: ").expect("child printed its rounds");
+            let mut n = rest.split_whitespace().map(|n| n.parse::<i64>().expect("a number"));
+            (n.next().expect("first"), n.next().expect("second"))
+        }
+
+        /// One buffer allocated, touched and freed, twice; prints each round's
+        /// minor faults. Only meaningful in a fresh process.
+        #[test]
+        #[ignore = "a helper: a_freed_big_buffer_is_reused_without_page_faults runs it in a fresh process"]
+        fn fault_rounds() {
+            let Ok(mode) = std::env::var("CRUNCHBOX_FAULT_ROUNDS") else { return };
+            if mode == "tuned" {
+                assert_eq!(apply(), Tuning::Applied);
+            }
+            let round = || {
+                let before = minor_faults();
+                drop(std::hint::black_box(vec![1u8; BUFFER]));
+                minor_faults() - before
+            };
+            let first = round();
+            let second = round();
+            println!("fault rounds: {first} {second}");
+        }
     }
 }
