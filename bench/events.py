@@ -13,7 +13,8 @@ on the release binary.
    stream (one watcher each: the worst case; streams of one id share one),
    all held open for HOLD seconds. Reports the server's RSS before, while
    open and 20 s after closing (the server notices a closed stream at its
-   next keep-alive comment), and its CPU while the watchers probe S3.
+   next keep-alive comment), its CPU while the watchers probe S3, and the
+   most SDK connections its web tier held to the embedded endpoint then.
 
   $VENV/bin/python bench/events.py   (env: CRUNCHBOX_BIN, CRUNCHBOX_CORPUS, EVENTS_PHOTO, EVENTS_LEVELS, STREAMS, HOLD)
 """
@@ -45,6 +46,17 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def connections_to(port: int) -> int:
+    """Established loopback TCP connections whose remote end is `port`
+    (the client side of connections to it), from /proc/net/tcp."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port and fields[3] == "01":
+            count += 1
+    return count
 
 
 def latency_level(clients: int, photo: bytes, total: int, tmp: Path) -> dict:
@@ -94,7 +106,12 @@ def open_streams(tmp: Path) -> dict:
         if waiting:
             raise RuntimeError(f"{len(waiting)} streams sent no first event")
         cpu0, t0 = process_cpu(pid), time.perf_counter()
-        time.sleep(HOLD)
+        # The web tier's SDK connections to the embedded endpoint, sampled
+        # every 50 ms while the watchers probe.
+        pool = 0
+        while time.perf_counter() - t0 < HOLD:
+            pool = max(pool, connections_to(server.aws_port))
+            time.sleep(0.05)
         cores = (process_cpu(pid) - cpu0) / (time.perf_counter() - t0)
         during = rss_mib(pid)
         for s in socks:
@@ -106,7 +123,7 @@ def open_streams(tmp: Path) -> dict:
         peak = peak_rss_mib(pid)
     finally:
         server.stop()
-    return {"before": before, "during": during, "after": after, "peak": peak, "cores": cores}
+    return {"before": before, "during": during, "after": after, "peak": peak, "cores": cores, "pool": pool}
 
 
 def main() -> None:
@@ -129,7 +146,7 @@ def main() -> None:
         print(
             f"{STREAMS} open streams (one pending id each), held {HOLD:.0f}s: RSS before {r['before']:.1f} MiB, "
             f"open {r['during']:.1f} MiB, after closing {r['after']:.1f} MiB, peak {r['peak']:.1f} MiB; "
-            f"server CPU while open {r['cores']:.2f} cores"
+            f"server CPU while open {r['cores']:.2f} cores; at most {r['pool']} SDK connections to the endpoint"
         )
     with open("/proc/loadavg") as f:
         print(f"load after: {' '.join(f.read().split()[:3])}")

@@ -13,8 +13,18 @@ use std::borrow::Cow;
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::config::{Config, Driver};
+
+/// Idle connections the SDK keeps to the embedded endpoint. That listener
+/// admits `aws.max_connections` at once, and an idle pooled connection holds
+/// one of those slots until the SDK drops it (90 s) or the server's stall
+/// timer does (60 s). A burst used to leave them all open: 1,000 event
+/// streams opening at once took the web tier's pool to 870 connections,
+/// leaving the worker (same endpoint) 154 of 1,024. Past this many, a
+/// connection closes when it comes back to the pool.
+pub const EMBEDDED_IDLE_CONNECTIONS: usize = 64;
 
 /// The two SDK clients web and worker use; cheap to clone.
 #[derive(Clone, Debug)]
@@ -38,9 +48,16 @@ impl Clients {
                     None,
                     "crunchbox-config",
                 );
+                // The SDK's default client but for the idle cap, and with no
+                // proxy from the environment: this endpoint is crunchbox's own.
+                let http = aws_smithy_http_client::Builder::new()
+                    .pool_max_idle_per_host(EMBEDDED_IDLE_CONNECTIONS)
+                    .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                    .build_https();
                 let shared = aws_config::defaults(BehaviorVersion::latest())
                     .region(aws_config::Region::new(config.aws.region.clone()))
                     .credentials_provider(creds)
+                    .http_client(http)
                     .endpoint_url(embedded_endpoint)
                     .load()
                     .await;

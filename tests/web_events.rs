@@ -11,6 +11,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use common::web::{DEADLINE, Events, TOKEN, expect_error, jpeg, upload_id};
 use common::{ALL_ROLES, TestServer, test_config};
 use crunchbox::cli::Role;
+use crunchbox::clients::EMBEDDED_IDLE_CONNECTIONS;
+use crunchbox::web::PROBES_IN_FLIGHT;
 use proxy::Proxy;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -134,12 +136,7 @@ async fn other_methods_are_refused() {
 /// follow the id, one probe at a time reaches S3.
 #[tokio::test]
 async fn streams_of_one_id_share_one_probe_and_work_with_roles_web() {
-    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
-    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(dir.path());
-    config.aws.listen = proxy.addr;
-    let web_tier = TestServer::start_with(config, dir, &[Role::Web]).await;
+    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
     let web = web_tier.web_url();
     let id = upload_id(&web, "image/jpeg", jpeg(64, 48)).await;
 
@@ -163,6 +160,96 @@ async fn streams_of_one_id_share_one_probe_and_work_with_roles_web() {
     for mut events in streams {
         assert_eq!(events.status().await["status"], "ready");
         assert!(events.next().await.is_none());
+    }
+    web_tier.shutdown().await;
+    core.shutdown().await;
+}
+
+/// Embedded S3 and SQS, and a web tier of its own (`--roles web`) that
+/// reaches them through a [`Proxy`].
+async fn web_tier_behind_proxy() -> (TestServer, Proxy, TestServer) {
+    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.aws.listen = proxy.addr;
+    let web_tier = TestServer::start_with(config, dir, &[Role::Web]).await;
+    (core, proxy, web_tier)
+}
+
+/// Streams on more pending uploads than [`PROBES_IN_FLIGHT`], behind a
+/// proxy that holds every HEAD: each probe that gets through stays in
+/// flight, so what the proxy holds is how many watchers ask S3 at once.
+/// Once S3 answers again, every stream still hears `ready`.
+#[tokio::test]
+async fn many_watchers_ask_s3_a_bounded_number_at_a_time() {
+    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let web = web_tier.web_url();
+
+    let mut pending = Vec::new();
+    for _ in 0..PROBES_IN_FLIGHT + 16 {
+        pending.push(pending_stream(&web).await);
+    }
+    proxy.hold(|method, _| method == http::Method::HEAD);
+    proxy.wait_held(PROBES_IN_FLIGHT, DEADLINE).await;
+    // The first probes come 25 ms apart; give the waiting watchers every
+    // chance to get past the bound.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(proxy.held(), PROBES_IN_FLIGHT, "probes in flight beyond the bound");
+
+    proxy.pass_all();
+    for (id, _) in &pending {
+        publish_default_variant(&core, id).await;
+    }
+    for (_, mut events) in pending {
+        assert_eq!(events.status().await["status"], "ready");
+        assert!(events.next().await.is_none());
+    }
+    web_tier.shutdown().await;
+    core.shutdown().await;
+}
+
+/// Streams opening all at once (each reads the status first: four SDK
+/// calls, two at a time) open many connections to S3 at once. Once that
+/// burst has passed, the web tier keeps at most [`EMBEDDED_IDLE_CONNECTIONS`]
+/// of them idle, beside the ones its watchers' probes are using (at most
+/// [`PROBES_IN_FLIGHT`]); the proxy counts them.
+#[tokio::test]
+async fn a_burst_of_streams_leaves_a_bounded_pool() {
+    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let web = web_tier.web_url();
+    let streams = 3 * (EMBEDDED_IDLE_CONNECTIONS + PROBES_IN_FLIGHT);
+    let mut ids = Vec::new();
+    for _ in 0..streams {
+        ids.push(upload_id(&web, "image/jpeg", jpeg(16, 16)).await);
+    }
+    let mut opening = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        let web = web.clone();
+        opening.spawn(async move {
+            let mut events = Events::open(&web, &id).await;
+            assert_eq!(events.status().await["status"], "pending");
+            events
+        });
+    }
+    let mut open = Vec::new();
+    let mut peak = 0;
+    while let Some(events) = opening.join_next().await {
+        open.push(events.expect("stream task"));
+        peak = peak.max(proxy.connections());
+    }
+    let bound = EMBEDDED_IDLE_CONNECTIONS + PROBES_IN_FLIGHT;
+    // Without a burst above the bound this test would prove nothing.
+    assert!(peak > bound, "the burst opened only {peak} connections");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = proxy.connections();
+    assert!(after <= bound, "{after} connections to S3 after the burst (at most {bound} expected)");
+
+    for id in &ids {
+        publish_default_variant(&core, id).await;
+    }
+    for mut events in open {
+        assert_eq!(events.status().await["status"], "ready");
     }
     web_tier.shutdown().await;
     core.shutdown().await;

@@ -29,6 +29,7 @@ use crate::crunch::Format;
 use crate::shutdown::Shutdown;
 
 pub use error::ApiError;
+pub use watch::PROBES_IN_FLIGHT;
 
 /// What the handlers need besides the clients.
 #[derive(Debug)]

@@ -10,13 +10,20 @@
 //! or a tombstone instead. Only a probe that finds something reads the full
 //! status (the same lookup as `GET /v1/avatar/{id}`). A watcher ends once
 //! the status settles, the upload is gone, or its last stream closes.
+//!
+//! At most [`PROBES_IN_FLIGHT`] watchers ask S3 at once, whatever the number
+//! of open streams: every probe in flight holds one of the SDK's pooled
+//! connections, and 1,000 streams on pending uploads had grown the web
+//! tier's pool to 430–470 connections to the endpoint the worker needs too
+//! (`aws.max_connections` caps it at 1024 by default). Past the bound,
+//! probes wait their turn and readiness is seen a little later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::WebState;
 use super::status;
@@ -32,6 +39,9 @@ const FIRST_PAUSE: Duration = Duration::from_millis(25);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// One probe in this many looks for a failure or a deletion instead.
 const SIDE_PROBE_EVERY: u32 = 4;
+/// How many watchers may be asking S3 at once (a probe and, when it finds
+/// something, the status read that follows).
+pub const PROBES_IN_FLIGHT: usize = 64;
 
 /// What a watcher last saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +53,17 @@ pub enum Seen {
 }
 
 /// The running watchers, by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Watchers {
     by_id: Mutex<HashMap<AvatarId, Arc<watch::Sender<Seen>>>>,
+    /// Turns to ask S3, [`PROBES_IN_FLIGHT`] of them.
+    probes: Semaphore,
+}
+
+impl Default for Watchers {
+    fn default() -> Self {
+        Self { by_id: Mutex::default(), probes: Semaphore::new(PROBES_IN_FLIGHT) }
+    }
 }
 
 impl Watchers {
@@ -105,6 +123,19 @@ async fn run(state: WebState, id: AvatarId, tx: Arc<watch::Sender<Seen>>) {
                 continue;
             }
         }
+        // A watcher waiting its turn still ends when its last stream does.
+        let turn = tokio::select! {
+            turn = watchers.probes.acquire() => turn,
+            () = tx.closed() => {
+                if watchers.retire(&id, &tx, false) {
+                    return;
+                }
+                continue;
+            }
+        };
+        // The semaphore is never closed; were it, probing unbounded beats
+        // leaving streams without news.
+        let _turn = turn.ok();
         pause = (pause * 5 / 4).min(MAX_PAUSE);
         probes += 1;
         match probe(&state, &id, probes).await {

@@ -27,6 +27,8 @@ struct Gate {
     generation: watch::Sender<u64>,
     /// Requests being held right now.
     held: watch::Sender<usize>,
+    /// Client connections open right now.
+    connections: watch::Sender<usize>,
 }
 
 pub struct Proxy {
@@ -39,8 +41,12 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
-        let gate =
-            Arc::new(Gate { rule: Mutex::new(None), generation: watch::Sender::new(0), held: watch::Sender::new(0) });
+        let gate = Arc::new(Gate {
+            rule: Mutex::new(None),
+            generation: watch::Sender::new(0),
+            held: watch::Sender::new(0),
+            connections: watch::Sender::new(0),
+        });
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let serving = Arc::clone(&gate);
@@ -52,10 +58,13 @@ impl Proxy {
                     let (gate, client) = (Arc::clone(&gate), client.clone());
                     async move { Ok::<_, Infallible>(forward(&gate, &client, upstream, req).await) }
                 });
+                let open = Arc::clone(&serving);
+                open.connections.send_modify(|n| *n += 1);
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    open.connections.send_modify(|n| *n -= 1);
                 });
             }
         });
@@ -82,6 +91,11 @@ impl Proxy {
     /// How many requests are being held right now.
     pub fn held(&self) -> usize {
         *self.gate.held.borrow()
+    }
+
+    /// Client connections open right now (kept-alive idle ones included).
+    pub fn connections(&self) -> usize {
+        *self.gate.connections.borrow()
     }
 
     /// Waits until at least `n` requests are being held.
