@@ -12,7 +12,7 @@ use common::web::{DEADLINE, Events, TOKEN, expect_error, jpeg, upload_id};
 use common::{ALL_ROLES, TestServer, test_config};
 use crunchbox::cli::Role;
 use crunchbox::clients::EMBEDDED_IDLE_CONNECTIONS;
-use crunchbox::web::PROBES_IN_FLIGHT;
+use crunchbox::web::{PROBE_TIMEOUT, PROBES_IN_FLIGHT};
 use proxy::Proxy;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -205,6 +205,26 @@ async fn many_watchers_ask_s3_a_bounded_number_at_a_time() {
         assert_eq!(events.status().await["status"], "ready");
         assert!(events.next().await.is_none());
     }
+    web_tier.shutdown().await;
+    core.shutdown().await;
+}
+
+/// A probe S3 never answers is abandoned after [`PROBE_TIMEOUT`] and the
+/// watcher asks again: a stall cannot keep a watcher (nor its turn to
+/// probe) forever. The proxy holds every HEAD; the second one it sees is
+/// the watcher's next probe.
+#[tokio::test]
+async fn a_probe_s3_never_answers_is_given_up_and_asked_again() {
+    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let web = web_tier.web_url();
+    let (id, mut events) = pending_stream(&web).await;
+    proxy.hold(|method, _| method == http::Method::HEAD);
+    proxy.wait_held(1, DEADLINE).await;
+    proxy.wait_held(2, 3 * PROBE_TIMEOUT).await;
+
+    proxy.pass_all();
+    publish_default_variant(&core, &id).await;
+    assert_eq!(events.status().await["status"], "ready");
     web_tier.shutdown().await;
     core.shutdown().await;
 }

@@ -29,7 +29,7 @@ use crate::crunch::Format;
 use crate::shutdown::Shutdown;
 
 pub use error::ApiError;
-pub use watch::PROBES_IN_FLIGHT;
+pub use watch::{PROBE_TIMEOUT, PROBES_IN_FLIGHT};
 
 /// What the handlers need besides the clients.
 #[derive(Debug)]

@@ -12,11 +12,13 @@
 //! the status settles, the upload is gone, or its last stream closes.
 //!
 //! At most [`PROBES_IN_FLIGHT`] watchers ask S3 at once, whatever the number
-//! of open streams: every probe in flight holds one of the SDK's pooled
-//! connections, and 1,000 streams on pending uploads had grown the web
-//! tier's pool to 430–470 connections to the endpoint the worker needs too
-//! (`aws.max_connections` caps it at 1024 by default). Past the bound,
-//! probes wait their turn and readiness is seen a little later.
+//! of open streams: every probe in flight holds a connection of the SDK's
+//! pool, and with the embedded driver the worker needs that endpoint too
+//! (`aws.max_connections`, 1024 by default); a thousand watchers probing at
+//! once would take a thousand. Past the bound, probes wait their turn and
+//! readiness is seen a little later. A look
+//! that S3 leaves unanswered for [`PROBE_TIMEOUT`] is abandoned, so a stall
+//! cannot keep the turns (the SDK itself waits for an answer forever).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,9 @@ const SIDE_PROBE_EVERY: u32 = 4;
 /// How many watchers may be asking S3 at once (a probe and, when it finds
 /// something, the status read that follows).
 pub const PROBES_IN_FLIGHT: usize = 64;
+/// How long one look (a probe and the status read after it) may wait for
+/// S3. A HEAD takes milliseconds; one this late is stuck.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a watcher last saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,18 +119,13 @@ async fn run(state: WebState, id: AvatarId, tx: Arc<watch::Sender<Seen>>) {
     let mut pause = FIRST_PAUSE;
     let mut probes = 0u32;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = tx.closed() => {
-                if watchers.retire(&id, &tx, false) {
-                    return;
-                }
-                continue;
-            }
-        }
-        // A watcher waiting its turn still ends when its last stream does.
+        // The pause, then a turn to ask S3; a watcher still ends as soon
+        // as its last stream does.
         let turn = tokio::select! {
-            turn = watchers.probes.acquire() => turn,
+            turn = async {
+                tokio::time::sleep(pause).await;
+                watchers.probes.acquire().await
+            } => turn,
             () = tx.closed() => {
                 if watchers.retire(&id, &tx, false) {
                     return;
@@ -138,19 +138,15 @@ async fn run(state: WebState, id: AvatarId, tx: Arc<watch::Sender<Seen>>) {
         let _turn = turn.ok();
         pause = (pause * 5 / 4).min(MAX_PAUSE);
         probes += 1;
-        match probe(&state, &id, probes).await {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!(id = %id, error = %e.detail(), "watching an upload failed; will try again");
+        let seen = match tokio::time::timeout(PROBE_TIMEOUT, look(&state, &id, probes)).await {
+            Ok(Ok(Some(seen))) => seen,
+            Ok(Ok(None)) => continue,
+            Ok(Err(detail)) => {
+                tracing::warn!(id = %id, error = %detail, "watching an upload failed; will try again");
                 continue;
             }
-        }
-        let seen = match status::current(&state, &id).await {
-            Ok(Some(body)) => Seen::Status(body),
-            Ok(None) => Seen::Gone,
-            Err(e) => {
-                tracing::warn!(id = %id, error = %crate::clients::cause_chain(&e), "reading a status failed; will try again");
+            Err(_) => {
+                tracing::warn!(id = %id, timeout = ?PROBE_TIMEOUT, "S3 did not answer a watcher's probe; will try again");
                 continue;
             }
         };
@@ -167,6 +163,19 @@ async fn run(state: WebState, id: AvatarId, tx: Arc<watch::Sender<Seen>>) {
             watchers.retire(&id, &tx, true);
             return;
         }
+    }
+}
+
+/// One look at `id`: `None` while nothing has happened to it, else what
+/// it has come to; the error is the detail for the log.
+async fn look(state: &WebState, id: &AvatarId, n: u32) -> Result<Option<Seen>, String> {
+    if !probe(state, id, n).await.map_err(|e| e.detail())? {
+        return Ok(None);
+    }
+    match status::current(state, id).await {
+        Ok(Some(body)) => Ok(Some(Seen::Status(body))),
+        Ok(None) => Ok(Some(Seen::Gone)),
+        Err(e) => Err(crate::clients::cause_chain(&e)),
     }
 }
 
