@@ -9,11 +9,13 @@
 //! that reject aws-chunked uploads with trailing checksums.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::config::{Config, Driver};
 
@@ -86,6 +88,26 @@ impl Clients {
         let path_style = config.driver == Driver::Embedded || config.aws.endpoint_url.is_some();
         let s3_conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
         Self { s3: aws_sdk_s3::Client::from_conf(s3_conf), sqs: aws_sdk_sqs::Client::new(&shared), target }
+    }
+
+    /// The same clients (credentials, connection pool), with each attempt of
+    /// every call given at most `timeout` to answer. The SDK sets no such
+    /// bound: a request sent down a connection that died silently (a NAT
+    /// or load balancer dropping it, a half-open socket) waits forever. A
+    /// timed-out attempt is retried like any transient error. It does not
+    /// cover reading a body after the answer came; the SDK's stalled-stream
+    /// protection does.
+    pub fn with_attempt_timeout(&self, timeout: Duration) -> Self {
+        let bounded = |current: Option<&TimeoutConfig>| {
+            current.map(TimeoutConfig::to_builder).unwrap_or_default().operation_attempt_timeout(timeout).build()
+        };
+        let s3 = self.s3.config().to_builder().timeout_config(bounded(self.s3.config().timeout_config())).build();
+        let sqs = self.sqs.config().to_builder().timeout_config(bounded(self.sqs.config().timeout_config())).build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            target: self.target.clone(),
+        }
     }
 
     /// The region the clients sign for (bucket creation needs it).

@@ -419,3 +419,37 @@ async fn s3_event_trigger_crunches_from_the_bucket_notification() {
     assert_eq!(settled(&server.web_url(), &id).await["status"], "ready");
     server.shutdown().await;
 }
+
+/// A call that S3 or SQS never answers (a connection that died silently)
+/// fails once each of the SDK's attempts has had its timeout, where the
+/// SDK alone would wait forever: what keeps the worker's receive loop and
+/// jobs going (it runs with `worker::ATTEMPT_TIMEOUT`). The proxy holds
+/// every request.
+#[tokio::test]
+async fn calls_nobody_answers_fail_after_the_attempt_timeout() {
+    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
+    let config = &core.config;
+    let clients = crunchbox::clients::Clients::new(config, &format!("http://{}", proxy.addr)).await;
+    let bounded = clients.with_attempt_timeout(Duration::from_millis(300));
+    proxy.hold(|_, _| true);
+
+    let s3 = tokio::time::timeout(DEADLINE, bounded.s3.head_bucket().bucket(&config.buckets.public).send())
+        .await
+        .expect("the bounded S3 call ends");
+    let e = s3.expect_err("nobody answered");
+    let detail = format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e));
+    assert!(detail.contains("timeout"), "{detail}");
+    let sqs =
+        tokio::time::timeout(DEADLINE, bounded.sqs.list_queues().send()).await.expect("the bounded SQS call ends");
+    let e = sqs.expect_err("nobody answered");
+    let detail = format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e));
+    assert!(detail.contains("timeout"), "{detail}");
+
+    // The clients without the bound are still waiting on theirs.
+    let unbounded =
+        tokio::time::timeout(Duration::from_secs(2), clients.s3.head_bucket().bucket(&config.buckets.public).send());
+    assert!(unbounded.await.is_err(), "the call without an attempt timeout ended");
+    proxy.pass_all();
+    core.shutdown().await;
+}

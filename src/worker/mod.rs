@@ -25,6 +25,13 @@ use crate::shutdown::Shutdown;
 const WAIT_SECONDS: i32 = 20;
 /// Pause after a failed receive, so an unreachable queue is not hammered.
 const RECEIVE_BACKOFF: Duration = Duration::from_secs(2);
+/// How long each attempt of the worker's S3 and SQS calls may wait for an
+/// answer (see [`Clients::with_attempt_timeout`]): above the long poll, and
+/// enough for a 16 MiB original at 300 KB/s. Without it one silently dead
+/// connection could stall a job for good, its message kept invisible by the
+/// job's own visibility renewals, or the receive loop itself.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+const _: () = assert!(ATTEMPT_TIMEOUT.as_secs() > WAIT_SECONDS as u64);
 /// Jobs in flight per CPU turn: while one crunches, the next original is
 /// already downloading and the last one's variants are uploading.
 const JOBS_PER_CPU: usize = 3;
@@ -68,6 +75,7 @@ impl Settings {
 
 /// Runs until `shutdown`, then lets running crunches finish.
 pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
+    let clients = clients.with_attempt_timeout(ATTEMPT_TIMEOUT);
     let settings = Arc::new(settings);
     // In-flight jobs; the CPU turns inside them are `settings.cpu`.
     let slots = Arc::new(Semaphore::new(settings.concurrency * JOBS_PER_CPU));
