@@ -178,11 +178,7 @@ pub async fn start(config: Config, roles: &[Role]) -> Result<App, AppError> {
             let mut config = config.clone();
             config.web.public_url = config.public_url(web_addr);
             let settings = web::Settings::new(&config, queues.queue_url.clone(), queues.dlq_url.clone());
-            let state = web::WebState {
-                clients: clients.clone(),
-                settings: Arc::new(settings),
-                shutdown: web_stage.shutdown.clone(),
-            };
+            let state = web::WebState::new(&clients, settings, web_stage.shutdown.clone());
             let router = web::router(state);
             web_stage.tasks.spawn(crate::listener::serve(
                 "web",

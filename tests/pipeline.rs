@@ -1,6 +1,7 @@
 //! The pipeline when things go wrong: transient failures that end in the
-//! dead-letter queue, a web tier whose S3/SQS endpoint is gone, and uploads
-//! deleted before a worker got to them. Real server, real SDK clients.
+//! dead-letter queue, a web tier whose S3/SQS endpoint is gone or stops
+//! answering, and uploads deleted before a worker got to them. Real server,
+//! real SDK clients.
 
 mod common;
 #[path = "common/proxy.rs"]
@@ -162,6 +163,36 @@ async fn dead_endpoint_fails_heartbeat_and_uploads_with_503() {
     let message = json["message"].as_str().unwrap_or_default();
     assert!(!message.contains("127.0.0.1") && !message.contains("dispatch") && message.len() < 80, "{json}");
     tier.shutdown().await;
+}
+
+/// A web tier whose S3 stops answering (the proxy holds every GET and
+/// HEAD, as a connection that died silently would): a status request gets
+/// the same short 503 as a dead endpoint once the SDK's attempts have timed
+/// out (`web::ATTEMPT_TIMEOUT` each), instead of hanging; once S3 answers
+/// again, so does the web tier.
+#[tokio::test]
+async fn a_web_tier_whose_s3_stops_answering_says_503() {
+    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.aws.listen = proxy.addr;
+    let tier = TestServer::start_with(config, dir, &[Role::Web]).await;
+    let web = tier.web_url();
+    let id = upload_id(&web, jpeg(64, 64)).await;
+
+    proxy.hold(|method, _| method == http::Method::GET || method == http::Method::HEAD);
+    let (code, json) = tokio::time::timeout(DEADLINE, status(&web, &id)).await.expect("an answer, not a hang");
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    let message = json["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("storage is unavailable") && !message.contains("timeout"), "{json}");
+
+    proxy.pass_all();
+    let (code, json) = status(&web, &id).await;
+    assert_eq!(code, StatusCode::OK, "{json}");
+    assert_eq!(json["status"], "pending");
+    tier.shutdown().await;
+    core.shutdown().await;
 }
 
 /// Without a worker an upload stays pending and can be deleted; when a

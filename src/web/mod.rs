@@ -75,12 +75,36 @@ impl Settings {
     }
 }
 
+/// How long each attempt of a web request's S3 or SQS call may wait for an
+/// answer (see [`Clients::with_attempt_timeout`]): they are HEADs, small
+/// GETs and PUTs, deletes and sends, answered in milliseconds. Past it the
+/// SDK retries, and a request whose every attempt timed out gets a 503
+/// instead of hanging on a connection that died silently.
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct WebState {
+    /// For every call but the upload's PUT; attempts bounded by [`ATTEMPT_TIMEOUT`].
     pub clients: Clients,
+    /// For the PUT that streams an upload's body to S3 while its client
+    /// sends it: that attempt takes as long as the client does, so it has
+    /// no bound of its own (the listener's stall and minimum-rate rules end
+    /// a client that stops sending).
+    pub uploads: aws_sdk_s3::Client,
     pub settings: Arc<Settings>,
     /// The web stage's; ends event streams so a drain need not wait.
     pub shutdown: Shutdown,
+}
+
+impl WebState {
+    pub fn new(clients: &Clients, settings: Settings, shutdown: Shutdown) -> Self {
+        Self {
+            clients: clients.with_attempt_timeout(ATTEMPT_TIMEOUT),
+            uploads: clients.s3.clone(),
+            settings: Arc::new(settings),
+            shutdown,
+        }
+    }
 }
 
 /// Every route in SPEC's table.

@@ -102,8 +102,7 @@ async fn accept(
 
     let id = AvatarId::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let put = state
-        .clients
-        .s3
+        .uploads
         .put_object()
         .bucket(&settings.private_bucket)
         .key(id.original_key())
