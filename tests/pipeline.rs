@@ -172,12 +172,7 @@ async fn dead_endpoint_fails_heartbeat_and_uploads_with_503() {
 /// again, so does the web tier.
 #[tokio::test]
 async fn a_web_tier_whose_s3_stops_answering_says_503() {
-    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
-    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(dir.path());
-    config.aws.listen = proxy.addr;
-    let tier = TestServer::start_with(config, dir, &[Role::Web]).await;
+    let (core, proxy, tier) = proxy::tier_behind_proxy(&[Role::Web]).await;
     let web = tier.web_url();
     let id = upload_id(&web, jpeg(64, 64)).await;
 

@@ -9,11 +9,11 @@ mod proxy;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::web::{DEADLINE, Events, TOKEN, expect_error, jpeg, upload_id};
-use common::{ALL_ROLES, TestServer, test_config};
+use common::{ALL_ROLES, TestServer};
 use crunchbox::cli::Role;
 use crunchbox::clients::EMBEDDED_IDLE_CONNECTIONS;
 use crunchbox::web::{PROBE_TIMEOUT, PROBES_IN_FLIGHT};
-use proxy::Proxy;
+use proxy::{Proxy, tier_behind_proxy};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -136,7 +136,7 @@ async fn other_methods_are_refused() {
 /// follow the id, one probe at a time reaches S3.
 #[tokio::test]
 async fn streams_of_one_id_share_one_probe_and_work_with_roles_web() {
-    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let (core, proxy, web_tier) = tier_behind_proxy(&[Role::Web]).await;
     let web = web_tier.web_url();
     let id = upload_id(&web, "image/jpeg", jpeg(64, 48)).await;
 
@@ -165,25 +165,13 @@ async fn streams_of_one_id_share_one_probe_and_work_with_roles_web() {
     core.shutdown().await;
 }
 
-/// Embedded S3 and SQS, and a web tier of its own (`--roles web`) that
-/// reaches them through a [`Proxy`].
-async fn web_tier_behind_proxy() -> (TestServer, Proxy, TestServer) {
-    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
-    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = test_config(dir.path());
-    config.aws.listen = proxy.addr;
-    let web_tier = TestServer::start_with(config, dir, &[Role::Web]).await;
-    (core, proxy, web_tier)
-}
-
 /// Streams on more pending uploads than [`PROBES_IN_FLIGHT`], behind a
 /// proxy that holds every HEAD: each probe that gets through stays in
 /// flight, so what the proxy holds is how many watchers ask S3 at once.
 /// Once S3 answers again, every stream still hears `ready`.
 #[tokio::test]
 async fn many_watchers_ask_s3_a_bounded_number_at_a_time() {
-    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let (core, proxy, web_tier) = tier_behind_proxy(&[Role::Web]).await;
     let web = web_tier.web_url();
 
     let mut pending = Vec::new();
@@ -215,7 +203,7 @@ async fn many_watchers_ask_s3_a_bounded_number_at_a_time() {
 /// the watcher's next probe.
 #[tokio::test]
 async fn a_probe_s3_never_answers_is_given_up_and_asked_again() {
-    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let (core, proxy, web_tier) = tier_behind_proxy(&[Role::Web]).await;
     let web = web_tier.web_url();
     let (id, mut events) = pending_stream(&web).await;
     proxy.hold(|method, _| method == http::Method::HEAD);
@@ -236,7 +224,7 @@ async fn a_probe_s3_never_answers_is_given_up_and_asked_again() {
 /// [`PROBES_IN_FLIGHT`]); the proxy counts them.
 #[tokio::test]
 async fn a_burst_of_streams_leaves_a_bounded_pool() {
-    let (core, proxy, web_tier) = web_tier_behind_proxy().await;
+    let (core, proxy, web_tier) = tier_behind_proxy(&[Role::Web]).await;
     let web = web_tier.web_url();
     let streams = 3 * (EMBEDDED_IDLE_CONNECTIONS + PROBES_IN_FLIGHT);
     let mut ids = Vec::new();

@@ -19,6 +19,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 
+use crate::common::{TestServer, test_config};
+
 type Rule = Box<dyn Fn(&http::Method, &str) -> bool + Send + Sync>;
 
 struct Gate {
@@ -106,6 +108,19 @@ impl Proxy {
             .unwrap_or_else(|_| panic!("fewer than {n} requests were held within {deadline:?}"))
             .expect("proxy gate");
     }
+}
+
+/// Embedded S3 and SQS, and a tier of its own running `roles` that reaches
+/// them through a [`Proxy`].
+pub async fn tier_behind_proxy(roles: &[crunchbox::cli::Role]) -> (TestServer, Proxy, TestServer) {
+    use crunchbox::cli::Role;
+    let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.aws.listen = proxy.addr;
+    let tier = TestServer::start_with(config, dir, roles).await;
+    (core, proxy, tier)
 }
 
 async fn forward(
