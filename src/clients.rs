@@ -25,7 +25,8 @@ use crate::config::{Config, Driver};
 /// timer does (60 s). A burst used to leave them all open: 1,000 event
 /// streams opening at once took the web tier's pool to 870 connections,
 /// leaving the worker (same endpoint) 154 of 1,024. Past this many, a
-/// connection closes when it comes back to the pool.
+/// connection closes when it comes back to the pool. One such client
+/// serves S3 and SQS, web and worker alike, so this is the process's cap.
 pub const EMBEDDED_IDLE_CONNECTIONS: usize = 64;
 
 /// The two SDK clients web and worker use; cheap to clone.
@@ -94,9 +95,10 @@ impl Clients {
     /// every call given at most `timeout` to answer. The SDK sets no such
     /// bound: a request sent down a connection that died silently (a NAT
     /// or load balancer dropping it, a half-open socket) waits forever. A
-    /// timed-out attempt is retried like any transient error. It does not
-    /// cover reading a body after the answer came; the SDK's stalled-stream
-    /// protection does.
+    /// timed-out attempt is retried like any transient error. The bound
+    /// covers sending the request body and, but for streamed outputs
+    /// (GetObject's body), reading the answer; a streamed body is under the
+    /// SDK's stalled-stream protection instead.
     pub fn with_attempt_timeout(&self, timeout: Duration) -> Self {
         let bounded = |current: Option<&TimeoutConfig>| {
             current.map(TimeoutConfig::to_builder).unwrap_or_default().operation_attempt_timeout(timeout).build()

@@ -190,6 +190,36 @@ async fn a_web_tier_whose_s3_stops_answering_says_503() {
     core.shutdown().await;
 }
 
+/// A visibility renewal SQS never answers is given up within half the
+/// renewal period, so the next one still goes out before the message would
+/// reappear. Visibility timeout 4 s: renewals every 2 s. The proxy holds the
+/// worker's GET of the original (the job waits there, renewing) and every
+/// ChangeMessageVisibility: without the bound the first renewal would wait
+/// out the worker's 60 s attempt and no second one would follow. (One
+/// receive at most: a message that reappeared would go to the dead-letter
+/// queue rather than start a second job with renewals of its own.)
+#[tokio::test]
+async fn a_renewal_sqs_never_answers_does_not_stop_the_next() {
+    let (core, proxy, tier) = proxy::tier_behind_proxy_with(&[Role::Web, Role::Worker], |c| {
+        c.queue.visibility_timeout = 4;
+        c.queue.max_receive_count = 1;
+    })
+    .await;
+    let originals = format!("/{}/originals/", tier.config.buckets.private);
+    proxy.hold_requests(move |req| {
+        let target = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        (req.method == http::Method::GET && req.uri.path().starts_with(&originals))
+            || target.ends_with(".ChangeMessageVisibility")
+    });
+    upload_id(&tier.web_url(), jpeg(64, 64)).await;
+    // The GET; a renewal at 2 s, held and given up at 3 s; the next at 4 s.
+    proxy.wait_first_attempts_held(3, Duration::from_secs(20)).await;
+
+    proxy.pass_all();
+    tier.shutdown().await;
+    core.shutdown().await;
+}
+
 /// Without a worker an upload stays pending and can be deleted; when a
 /// worker starts later, the orphaned message is dropped, not crunched.
 #[tokio::test]

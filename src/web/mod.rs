@@ -88,8 +88,9 @@ pub struct WebState {
     pub clients: Clients,
     /// For the PUT that streams an upload's body to S3 while its client
     /// sends it: that attempt takes as long as the client does, so it has
-    /// no bound of its own (the listener's stall and minimum-rate rules end
-    /// a client that stops sending).
+    /// no bound of its own. The listener's rules end it instead: its
+    /// minimum rate a client that trickles, its stall rule (60 s without a
+    /// byte either way) a client that stops or an S3 that never answers.
     pub uploads: aws_sdk_s3::Client,
     pub settings: Arc<Settings>,
     /// The web stage's; ends event streams so a drain need not wait.

@@ -101,8 +101,9 @@ async fn accept(
     };
 
     let id = AvatarId::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let put = state
-        .uploads
+    // Only a streamed body's PUT lasts as long as its client takes.
+    let s3 = if pumping.is_some() { &state.uploads } else { &state.clients.s3 };
+    let put = s3
         .put_object()
         .bucket(&settings.private_bucket)
         .key(id.original_key())

@@ -12,13 +12,14 @@
 //! the status settles, the upload is gone, or its last stream closes.
 //!
 //! At most [`PROBES_IN_FLIGHT`] watchers ask S3 at once, whatever the number
-//! of open streams: every probe in flight holds a connection of the SDK's
-//! pool, and with the embedded driver the worker needs that endpoint too
-//! (`aws.max_connections`, 1024 by default); a thousand watchers probing at
-//! once would take a thousand. Past the bound, probes wait their turn and
-//! readiness is seen a little later. A look
-//! that S3 leaves unanswered for [`PROBE_TIMEOUT`] is abandoned, so a stall
-//! cannot keep the turns (the SDK itself waits for an answer forever).
+//! of open streams: every look in flight holds one or two connections of
+//! the SDK's pool, and with the embedded driver the worker needs that
+//! endpoint too (`aws.max_connections`, 1024 by default); a thousand
+//! watchers probing at once would take a thousand. Past the bound, probes
+//! wait their turn and readiness is seen a little later. A look that S3
+//! leaves unanswered for [`PROBE_TIMEOUT`] is abandoned, so a stall cannot
+//! keep the turns: the web's clients give each attempt as long, but the
+//! SDK then retries, and a look makes up to three calls in a row.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

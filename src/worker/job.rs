@@ -224,20 +224,24 @@ async fn delete_message(clients: &Clients, settings: &Settings, receipt: &str) {
 
 /// Keeps the message invisible while a long crunch runs.
 async fn extend_visibility(clients: Clients, queue_url: String, receipt: String, timeout: i32) {
-    // Renew at half the timeout, so one slow call cannot let it lapse.
+    // Renew at half the timeout. A renewal gets a quarter of it to be
+    // answered (the worker's own attempt bound is longer than a short
+    // visibility timeout), so one that hangs is given up and the next one
+    // still lands before the message reappears.
     let period = Duration::from_millis(u64::try_from(timeout).unwrap_or(1).max(1) * 500);
     loop {
         tokio::time::sleep(period).await;
-        let res = clients
+        let call = clients
             .sqs
             .change_message_visibility()
             .queue_url(&queue_url)
             .receipt_handle(&receipt)
             .visibility_timeout(timeout)
-            .send()
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %DisplayErrorContext(e), "extending visibility failed");
+            .send();
+        match tokio::time::timeout(period / 2, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %DisplayErrorContext(e), "extending visibility failed"),
+            Err(_) => tracing::warn!(within = ?period / 2, "extending visibility got no answer"),
         }
     }
 }

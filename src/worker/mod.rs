@@ -27,9 +27,11 @@ const WAIT_SECONDS: i32 = 20;
 const RECEIVE_BACKOFF: Duration = Duration::from_secs(2);
 /// How long each attempt of the worker's S3 and SQS calls may wait for an
 /// answer (see [`Clients::with_attempt_timeout`]): above the long poll, and
-/// enough for a 16 MiB original at 300 KB/s. Without it one silently dead
+/// enough to send a variant over a slow link. Without it one silently dead
 /// connection could stall a job for good, its message kept invisible by the
-/// job's own visibility renewals, or the receive loop itself.
+/// job's own visibility renewals, or the receive loop itself. (The
+/// original's body, read after GetObject has answered, is under the SDK's
+/// stalled-stream protection instead.)
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 const _: () = assert!(ATTEMPT_TIMEOUT.as_secs() > WAIT_SECONDS as u64);
 /// Jobs in flight per CPU turn: while one crunches, the next original is

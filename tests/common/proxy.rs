@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::common::{TestServer, test_config};
 
-type Rule = Box<dyn Fn(&http::Method, &str) -> bool + Send + Sync>;
+type Rule = Box<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
 struct Gate {
     rule: Mutex<Option<Rule>>,
@@ -31,6 +31,11 @@ struct Gate {
     held: watch::Sender<usize>,
     /// Client connections open right now.
     connections: watch::Sender<usize>,
+    /// The most client connections open at once so far.
+    peak_connections: watch::Sender<usize>,
+    /// Held requests so far that were an SDK call's first attempt (its
+    /// `amz-sdk-request: attempt=1; …`), not one of its retries.
+    first_attempts_held: watch::Sender<usize>,
 }
 
 pub struct Proxy {
@@ -48,6 +53,8 @@ impl Proxy {
             generation: watch::Sender::new(0),
             held: watch::Sender::new(0),
             connections: watch::Sender::new(0),
+            peak_connections: watch::Sender::new(0),
+            first_attempts_held: watch::Sender::new(0),
         });
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
@@ -62,6 +69,8 @@ impl Proxy {
                 });
                 let open = Arc::clone(&serving);
                 open.connections.send_modify(|n| *n += 1);
+                let now = *open.connections.borrow();
+                open.peak_connections.send_modify(|p| *p = (*p).max(now));
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -76,6 +85,12 @@ impl Proxy {
     /// From now on, requests for which `rule(method, path)` holds wait
     /// until [`Proxy::release`].
     pub fn hold(&self, rule: impl Fn(&http::Method, &str) -> bool + Send + Sync + 'static) {
+        self.hold_requests(move |parts| rule(&parts.method, parts.uri.path()));
+    }
+
+    /// [`Proxy::hold`] for a rule that looks at the whole request head
+    /// (an SQS action is only in its `X-Amz-Target` header).
+    pub fn hold_requests(&self, rule: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) {
         *self.gate.rule.lock().unwrap() = Some(Box::new(rule));
     }
 
@@ -100,25 +115,49 @@ impl Proxy {
         *self.gate.connections.borrow()
     }
 
+    /// The most client connections that were open at once.
+    pub fn peak_connections(&self) -> usize {
+        *self.gate.peak_connections.borrow()
+    }
+
+    /// Waits until at least `n` held requests were SDK first attempts.
+    pub async fn wait_first_attempts_held(&self, n: usize, deadline: Duration) {
+        at_least(&self.gate.first_attempts_held, n, deadline, "first attempts were held").await;
+    }
+
     /// Waits until at least `n` requests are being held.
     pub async fn wait_held(&self, n: usize, deadline: Duration) {
-        let mut held = self.gate.held.subscribe();
-        tokio::time::timeout(deadline, held.wait_for(|h| *h >= n))
-            .await
-            .unwrap_or_else(|_| panic!("fewer than {n} requests were held within {deadline:?}"))
-            .expect("proxy gate");
+        at_least(&self.gate.held, n, deadline, "requests were held").await;
     }
+}
+
+/// Waits until `count` reaches `n`; panics, saying `what`, past `deadline`.
+async fn at_least(count: &watch::Sender<usize>, n: usize, deadline: Duration, what: &str) {
+    let mut seen = count.subscribe();
+    tokio::time::timeout(deadline, seen.wait_for(|c| *c >= n))
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {n} {what} within {deadline:?}"))
+        .expect("proxy gate");
 }
 
 /// Embedded S3 and SQS, and a tier of its own running `roles` that reaches
 /// them through a [`Proxy`].
 pub async fn tier_behind_proxy(roles: &[crunchbox::cli::Role]) -> (TestServer, Proxy, TestServer) {
+    tier_behind_proxy_with(roles, |_| {}).await
+}
+
+/// [`tier_behind_proxy`], the tier's config changed by `edit` first.
+pub async fn tier_behind_proxy_with(
+    roles: &[crunchbox::cli::Role],
+    edit: impl FnOnce(&mut crunchbox::config::Config),
+) -> (TestServer, Proxy, TestServer) {
     use crunchbox::cli::Role;
     let core = TestServer::start(&[Role::S3, Role::Sqs]).await;
     let proxy = Proxy::start(core.app().aws_addr.expect("aws listener")).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = test_config(dir.path());
     config.aws.listen = proxy.addr;
+    edit(&mut config);
     let tier = TestServer::start_with(config, dir, roles).await;
     (core, proxy, tier)
 }
@@ -129,15 +168,22 @@ async fn forward(
     upstream: SocketAddr,
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
-    let matches = gate.rule.lock().unwrap().as_ref().is_some_and(|rule| rule(req.method(), req.uri().path()));
+    let (parts, body) = req.into_parts();
+    let matches = gate.rule.lock().unwrap().as_ref().is_some_and(|rule| rule(&parts));
     if matches {
+        let attempt = parts.headers.get("amz-sdk-request").and_then(|v| v.to_str().ok());
+        if attempt.is_some_and(|v| v.starts_with("attempt=1;")) {
+            gate.first_attempts_held.send_modify(|n| *n += 1);
+        }
         let mut generation = gate.generation.subscribe();
         let at = *generation.borrow_and_update();
         gate.held.send_modify(|h| *h += 1);
+        // Counted out when released or when its client gives up (hyper
+        // then drops this future).
+        let _held = Held(&gate.held);
         let _ = generation.wait_for(|g| *g > at).await;
-        gate.held.send_modify(|h| *h -= 1);
     }
-    let (mut parts, body) = req.into_parts();
+    let mut parts = parts;
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return bad_gateway(),
@@ -151,6 +197,15 @@ async fn forward(
     match body.collect().await {
         Ok(b) => http::Response::from_parts(parts, Full::new(b.to_bytes())),
         Err(_) => bad_gateway(),
+    }
+}
+
+/// Takes one off the held count when dropped.
+struct Held<'a>(&'a watch::Sender<usize>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|h| *h -= 1);
     }
 }
 
