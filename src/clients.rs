@@ -100,11 +100,11 @@ impl Clients {
     /// (GetObject's body), reading the answer; a streamed body is under the
     /// SDK's stalled-stream protection instead.
     pub fn with_attempt_timeout(&self, timeout: Duration) -> Self {
-        let bounded = |current: Option<&TimeoutConfig>| {
-            current.map(TimeoutConfig::to_builder).unwrap_or_default().operation_attempt_timeout(timeout).build()
-        };
-        let s3 = self.s3.config().to_builder().timeout_config(bounded(self.s3.config().timeout_config())).build();
-        let sqs = self.sqs.config().to_builder().timeout_config(bounded(self.sqs.config().timeout_config())).build();
+        // The config builders lay a new timeout config over the one they
+        // hold, so the rest of it (the 3.1 s connect timeout) stays.
+        let bounded = TimeoutConfig::builder().operation_attempt_timeout(timeout).build();
+        let s3 = self.s3.config().to_builder().timeout_config(bounded.clone()).build();
+        let sqs = self.sqs.config().to_builder().timeout_config(bounded).build();
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),

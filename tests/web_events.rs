@@ -131,6 +131,15 @@ async fn other_methods_are_refused() {
     server.shutdown().await;
 }
 
+/// Waits until the proxy holds `n` requests, gives more every chance to
+/// arrive (a watcher's first probes come 25 ms apart), and asserts that
+/// none did.
+async fn held_stays_at(proxy: &Proxy, n: usize, what: &str) {
+    proxy.wait_held(n, DEADLINE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(proxy.held(), n, "{what}");
+}
+
 /// A web tier of its own (`--roles web`) against S3/SQS behind a proxy
 /// that holds every HEAD of the watched id's keys: however many streams
 /// follow the id, one probe at a time reaches S3.
@@ -150,10 +159,8 @@ async fn streams_of_one_id_share_one_probe_and_work_with_roles_web() {
     // watcher asks S3 about this id.
     let watched = id.clone();
     proxy.hold(move |method, path| method == http::Method::HEAD && path.contains(&watched));
-    proxy.wait_held(1, DEADLINE).await;
-    // Give unshared watchers (one per stream) every chance to show up.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(proxy.held(), 1, "more than one probe of the same id at once");
+    // Unshared watchers (one per stream) would show up as more.
+    held_stays_at(&proxy, 1, "probes of the same id at once").await;
 
     proxy.pass_all();
     publish_default_variant(&core, &id).await;
@@ -179,11 +186,7 @@ async fn many_watchers_ask_s3_a_bounded_number_at_a_time() {
         pending.push(pending_stream(&web).await);
     }
     proxy.hold(|method, _| method == http::Method::HEAD);
-    proxy.wait_held(PROBES_IN_FLIGHT, DEADLINE).await;
-    // The first probes come 25 ms apart; give the waiting watchers every
-    // chance to get past the bound.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    assert_eq!(proxy.held(), PROBES_IN_FLIGHT, "probes in flight beyond the bound");
+    held_stays_at(&proxy, PROBES_IN_FLIGHT, "probes in flight, beyond the bound").await;
 
     proxy.pass_all();
     for (id, _) in &pending {

@@ -68,9 +68,10 @@ impl Proxy {
                     async move { Ok::<_, Infallible>(forward(&gate, &client, upstream, req).await) }
                 });
                 let open = Arc::clone(&serving);
-                open.connections.send_modify(|n| *n += 1);
-                let now = *open.connections.borrow();
-                open.peak_connections.send_modify(|p| *p = (*p).max(now));
+                open.connections.send_modify(|n| {
+                    *n += 1;
+                    open.peak_connections.send_modify(|p| *p = (*p).max(*n));
+                });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -168,7 +169,7 @@ async fn forward(
     upstream: SocketAddr,
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let matches = gate.rule.lock().unwrap().as_ref().is_some_and(|rule| rule(&parts));
     if matches {
         let attempt = parts.headers.get("amz-sdk-request").and_then(|v| v.to_str().ok());
@@ -183,7 +184,6 @@ async fn forward(
         let _held = Held(&gate.held);
         let _ = generation.wait_for(|g| *g > at).await;
     }
-    let mut parts = parts;
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return bad_gateway(),
