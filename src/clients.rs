@@ -14,6 +14,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::meta::region::RegionProviderChain;
 use aws_credential_types::Credentials;
+use aws_sdk_s3::config::retry::{RetryPartition, TokenBucket};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_types::timeout::TimeoutConfig;
 
@@ -89,6 +90,26 @@ impl Clients {
         let path_style = config.driver == Driver::Embedded || config.aws.endpoint_url.is_some();
         let s3_conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style).build();
         Self { s3: aws_sdk_s3::Client::from_conf(s3_conf), sqs: aws_sdk_sqs::Client::new(&shared), target }
+    }
+
+    /// The same clients (credentials, connection pool, settings), with a
+    /// retry budget of their own for `role`. The SDK's default is one token
+    /// bucket per service and region for the whole process, and every retry
+    /// (twice that for a timed-out attempt) takes from it: a web tier
+    /// retrying through an S3 brownout would drain it and leave the
+    /// worker's jobs no retry at all, each transient error then failing a
+    /// job. A custom partition owns its bucket, even under a shared name.
+    pub fn with_own_retries(&self, role: &'static str) -> Self {
+        let partition = |service: &str| {
+            RetryPartition::custom(format!("crunchbox-{role}-{service}")).token_bucket(TokenBucket::default()).build()
+        };
+        let s3 = self.s3.config().to_builder().retry_partition(partition("s3")).build();
+        let sqs = self.sqs.config().to_builder().retry_partition(partition("sqs")).build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            target: self.target.clone(),
+        }
     }
 
     /// The same clients (credentials, connection pool), with each attempt of

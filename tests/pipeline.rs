@@ -220,6 +220,52 @@ async fn a_renewal_sqs_never_answers_does_not_stop_the_next() {
     core.shutdown().await;
 }
 
+/// Each role retries from a budget of its own. The web tier retrying
+/// through an S3 brownout (the proxy answers every HEAD `503 Slow Down`)
+/// spends its whole token bucket, so its calls then fail at their first
+/// attempt; the worker's first GET of an original then fails once the same
+/// way, and its retry, from the worker's own bucket, still goes out: the
+/// upload is ready long before its message could reappear. (With the SDK's
+/// default, one bucket per service for the whole process, the worker would
+/// not retry and the upload would wait out the 300 s visibility timeout.)
+#[tokio::test]
+async fn a_web_tier_retrying_through_a_brownout_leaves_the_worker_its_retries() {
+    let (core, proxy, tier) = proxy::tier_behind_proxy_with(&[Role::Web, Role::Worker], |c| {
+        c.queue.visibility_timeout = 300;
+    })
+    .await;
+    let web = tier.web_url();
+    proxy.fail_requests(|req| req.method == http::Method::HEAD);
+    // Two HEADs a status request, each with up to two retries at 10 tokens
+    // (a 503 is a transient error) from a bucket of 500.
+    let lookups = (0..40).map(|n| {
+        let web = web.clone();
+        async move { status(&web, &format!("{n:032x}")).await.0 }
+    });
+    for code in futures_util::future::join_all(lookups).await {
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let spent = proxy.retries_failed();
+    assert!(spent > 0, "the brownout cost no retries");
+    assert_eq!(status(&web, &format!("{:032x}", 41)).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(proxy.retries_failed(), spent, "the web tier still had retries to spend");
+
+    let originals = format!("/{}/originals/", tier.config.buckets.private);
+    let failed_once = std::sync::atomic::AtomicBool::new(false);
+    proxy.fail_requests(move |req| {
+        req.method == http::Method::GET
+            && req.uri.path().starts_with(&originals)
+            && !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    let id = upload_id(&web, jpeg(64, 64)).await;
+    let json = tokio::time::timeout(Duration::from_secs(60), settled(&web, &id))
+        .await
+        .expect("ready without waiting for the message to reappear");
+    assert_eq!(json["status"], "ready", "{json}");
+    tier.shutdown().await;
+    core.shutdown().await;
+}
+
 /// Without a worker an upload stays pending and can be deleted; when a
 /// worker starts later, the orphaned message is dropped, not crunched.
 #[tokio::test]

@@ -99,9 +99,10 @@ pub struct WebState {
 
 impl WebState {
     pub fn new(clients: &Clients, settings: Settings, shutdown: Shutdown) -> Self {
+        let clients = clients.with_own_retries("web");
         Self {
             clients: clients.with_attempt_timeout(ATTEMPT_TIMEOUT),
-            uploads: clients.s3.clone(),
+            uploads: clients.s3,
             settings: Arc::new(settings),
             shutdown,
         }

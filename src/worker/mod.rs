@@ -77,7 +77,7 @@ impl Settings {
 
 /// Runs until `shutdown`, then lets running crunches finish.
 pub async fn run(clients: Clients, settings: Settings, mut shutdown: Shutdown) {
-    let clients = clients.with_attempt_timeout(ATTEMPT_TIMEOUT);
+    let clients = clients.with_own_retries("worker").with_attempt_timeout(ATTEMPT_TIMEOUT);
     let settings = Arc::new(settings);
     // In-flight jobs; the CPU turns inside them are `settings.cpu`.
     let slots = Arc::new(Semaphore::new(settings.concurrency * JOBS_PER_CPU));

@@ -25,6 +25,10 @@ type Rule = Box<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
 
 struct Gate {
     rule: Mutex<Option<Rule>>,
+    /// Requests answered 503 at once, without reaching upstream.
+    fail: Mutex<Option<Rule>>,
+    /// Failed requests so far that were an SDK call's retry (attempt 2+).
+    retries_failed: watch::Sender<usize>,
     /// Bumped by `release`; a held request waits for the next value.
     generation: watch::Sender<u64>,
     /// Requests being held right now.
@@ -50,6 +54,8 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let gate = Arc::new(Gate {
             rule: Mutex::new(None),
+            fail: Mutex::new(None),
+            retries_failed: watch::Sender::new(0),
             generation: watch::Sender::new(0),
             held: watch::Sender::new(0),
             connections: watch::Sender::new(0),
@@ -93,6 +99,18 @@ impl Proxy {
     /// (an SQS action is only in its `X-Amz-Target` header).
     pub fn hold_requests(&self, rule: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) {
         *self.gate.rule.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    /// From now on, requests for which `rule` holds are answered `503 Slow
+    /// Down` at once, as S3 in a brownout would (the rule replaces the last
+    /// one given here). It may keep state: fail only the first match, say.
+    pub fn fail_requests(&self, rule: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) {
+        *self.gate.fail.lock().unwrap() = Some(Box::new(rule));
+    }
+
+    /// Failed requests so far that were an SDK retry, not a first attempt.
+    pub fn retries_failed(&self) -> usize {
+        *self.gate.retries_failed.borrow()
     }
 
     /// Lets every request held so far through; the rule stays (replace it
@@ -170,10 +188,18 @@ async fn forward(
     req: http::Request<Incoming>,
 ) -> http::Response<Full<Bytes>> {
     let (mut parts, body) = req.into_parts();
+    // `amz-sdk-request: attempt=N; max=M`, sent by the SDK with every attempt.
+    let attempt = parts.headers.get("amz-sdk-request").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let first_attempt = attempt.starts_with("attempt=1;");
+    if gate.fail.lock().unwrap().as_ref().is_some_and(|rule| rule(&parts)) {
+        if attempt.starts_with("attempt=") && !first_attempt {
+            gate.retries_failed.send_modify(|n| *n += 1);
+        }
+        return slow_down();
+    }
     let matches = gate.rule.lock().unwrap().as_ref().is_some_and(|rule| rule(&parts));
     if matches {
-        let attempt = parts.headers.get("amz-sdk-request").and_then(|v| v.to_str().ok());
-        if attempt.is_some_and(|v| v.starts_with("attempt=1;")) {
+        if first_attempt {
             gate.first_attempts_held.send_modify(|n| *n += 1);
         }
         let mut generation = gate.generation.subscribe();
@@ -207,6 +233,14 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.send_modify(|h| *h -= 1);
     }
+}
+
+fn slow_down() -> http::Response<Full<Bytes>> {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut resp = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    resp
 }
 
 fn bad_gateway() -> http::Response<Full<Bytes>> {
