@@ -154,7 +154,12 @@ class Server:
             aws_access_key_id=kw.get("access", ACCESS_KEY),
             aws_secret_access_key=kw.get("secret", SECRET_KEY),
             region_name=REGION,
-            config=BotoConfig(s3={"addressing_style": kw.get("addressing_style", "path")}, retries={"max_attempts": 2}),
+            config=BotoConfig(
+                s3={"addressing_style": kw.get("addressing_style", "path")},
+                retries={"max_attempts": 2},
+                # botocore presigns S3 URLs with Signature Version 2 unless told.
+                signature_version=kw.get("signature_version"),
+            ),
         )
 
     def sqs(self, **kw):

@@ -8,9 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
@@ -65,14 +63,7 @@ def test_boto3_multipart_via_transfer_manager(s3srv, tmp_path):
 
 
 def test_presigned_urls(s3srv):
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3srv.endpoint,
-        aws_access_key_id="crunchbox",
-        aws_secret_access_key="crunchbox-secret",
-        region_name="us-east-1",
-        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
+    s3 = s3srv.s3(signature_version="s3v4")
     s3.create_bucket(Bucket="pre")
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": "pre", "Key": "k"}, ExpiresIn=300)
     # The URL was signed without a Content-Type; urllib would add one.

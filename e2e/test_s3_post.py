@@ -5,6 +5,7 @@ the multipart form as a browser would. Each policy condition AWS documents
 `${filename}`, and the errors AWS gives for a violated or forged policy."""
 
 import hashlib
+import socket
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlparse
 
@@ -167,3 +168,36 @@ def test_malformed_and_oversized_forms(s3srv):
     )
     assert 400 <= resp.status_code < 500, resp.text
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_forms_without_a_valid_signature_cannot_hold_the_upload_turns(s3srv):
+    """A form waits for one of the few turns s3s's buffering allows only once
+    the fields ahead of its file carry a valid policy signature: ten forged
+    forms stalled inside their file part are refused, not left holding every
+    turn, and a signed upload goes through meanwhile."""
+    forged = s3srv.s3(secret="not-the-secret").generate_presigned_post(BUCKET, "slow.bin", ExpiresIn=300)
+    url = urlparse(forged["url"])
+    parts = "".join(
+        f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in forged["fields"].items()
+    )
+    head = parts + '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + "x" * 1000
+    request = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1000000\r\n\r\n" + head
+    )
+    stalled = []
+    for _ in range(10):
+        sock = socket.create_connection((url.hostname, url.port), timeout=30)
+        sock.sendall(request.encode())
+        stalled.append(sock)
+    try:
+        good = s3srv.s3().generate_presigned_post(BUCKET, "fast.bin", ExpiresIn=300)
+        fields = dict(good["fields"])
+        resp = requests.post(good["url"], data=fields, files={"file": ("f", b"data")}, timeout=20)
+        assert resp.status_code == 204, resp.text
+        for sock in stalled:
+            answer = sock.recv(4096).decode(errors="replace")
+            assert answer.startswith("HTTP/1.1 403") and "SignatureDoesNotMatch" in answer, answer
+    finally:
+        for sock in stalled:
+            sock.close()

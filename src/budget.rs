@@ -8,14 +8,36 @@
 //! other), and gives them back when it is done. However many connections
 //! are open, held bodies never exceed the budget: a request that cannot get
 //! its share in time is refused with "busy" rather than queued in memory.
+//!
+//! A held body must also keep coming ([`read_held`]): the budget stops a
+//! thousand slow bodies from filling memory, the rate stops a few from
+//! keeping it spent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How long a request waits for its share before it is refused.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// How fast a held body must arrive: its first bytes may take `grace`,
+/// then it must keep up `rate` bytes a second on average.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub grace: Duration,
+    pub rate: u64,
+}
+
+/// The pace of held bodies. A client given a share on its word (SQS
+/// reserves a body's declared length once its key id is known, before the
+/// signature over that body can be checked) and then trickling would
+/// otherwise hold the share as long as the listener's own rules allow:
+/// twenty such requests at 1 KB/s kept SQS refusing everyone else. At 32
+/// KiB/s, keeping a 64 MiB budget spent takes a steady 640 KiB/s or more.
+pub const HELD_PACE: Pace = Pace { grace: Duration::from_secs(5), rate: 32 * 1024 };
 
 /// Bytes that may be held at once; cheap to clone (one budget shared).
 #[derive(Clone, Debug)]
@@ -46,9 +68,74 @@ impl BodyBudget {
     }
 }
 
+/// Why a held body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the request body is larger than its limit")]
+    TooLarge,
+    #[error("the request body arrived too slowly")]
+    TooSlow,
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+}
+
+/// Reads a body whole, at most `limit` bytes, and gives up as soon as it
+/// falls behind `pace`: each next byte is due by the time the bytes so far
+/// have used up theirs, so a trickle is cut at once, not when some total
+/// deadline expires.
+pub async fn read_held<B>(mut body: B, limit: usize, pace: Pace) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let start = tokio::time::Instant::now();
+    let mut out = BytesMut::new();
+    loop {
+        let due = start + pace.grace + Duration::from_secs_f64(out.len() as f64 / pace.rate.max(1) as f64);
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+            Err(_) => return Err(ReadError::TooSlow),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(e))) => return Err(ReadError::Body(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt as _;
+
     use super::*;
+
+    /// A body of `chunks`, each after its delay.
+    fn paced(
+        chunks: Vec<(Duration, &'static [u8])>,
+    ) -> impl http_body::Body<Data = Bytes, Error = std::io::Error> + Unpin {
+        let frames = futures_util::stream::iter(chunks).then(|(delay, data)| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(data)))
+        });
+        http_body_util::StreamBody::new(Box::pin(frames))
+    }
+
+    #[tokio::test]
+    async fn a_held_body_must_keep_up_its_pace() {
+        let pace = Pace { grace: Duration::from_millis(200), rate: 1000 };
+        let ms = Duration::from_millis;
+        let whole = paced(vec![(Duration::ZERO, b"abc"), (ms(150), b"def")]);
+        assert_eq!(read_held(whole, 10, pace).await.unwrap(), Bytes::from_static(b"abcdef"));
+        // Ten bytes a second fall behind once the grace is used up.
+        let trickle = paced((0..20).map(|_| (ms(100), &b"x"[..])).collect());
+        assert!(matches!(read_held(trickle, 100, pace).await, Err(ReadError::TooSlow)));
+        let large = paced(vec![(Duration::ZERO, b"abcdef")]);
+        assert!(matches!(read_held(large, 5, pace).await, Err(ReadError::TooLarge)));
+    }
 
     #[tokio::test]
     async fn reservations_are_bounded_and_returned() {

@@ -33,19 +33,20 @@ pub fn init(format: LogFormat) {
 
 /// The level filter: `RUST_LOG`, or info with the chatty crates turned down.
 /// s3s logs every S3 error response twice at ERROR, as debug structs, client
-/// mistakes included: it is silenced unless `RUST_LOG` names it, and the
-/// endpoint logs one line per error response itself (see
-/// `s3compat::front`), at a level that says whose fault it was.
+/// mistakes included, and a malformed XML body whole (a client could fill
+/// the log with megabytes a request): it is silenced unless `RUST_LOG`
+/// names it, and the endpoint logs one line per error response itself (see
+/// `endpoint`), at a level that says whose fault it was.
 fn filter(rust_log: Option<&str>) -> EnvFilter {
     let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info,sled=warn,aws=warn");
     let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("info,sled=warn,aws=warn"));
     if spec.contains("s3s") {
         return filter;
     }
-    match "s3s::ops=off".parse() {
+    ["s3s::ops=off", "s3s::http=off"].into_iter().fold(filter, |filter, quiet| match quiet.parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
-    }
+    })
 }
 
 /// Colours only on a terminal, and not when `NO_COLOR` is set to anything.
@@ -276,7 +277,8 @@ mod tests {
     #[test]
     fn s3s_is_quiet_unless_asked_for() {
         for spec in [None, Some("info"), Some("debug,sled=warn")] {
-            assert!(filter(spec).to_string().contains("s3s::ops=off"), "{spec:?}");
+            let filter = filter(spec).to_string();
+            assert!(filter.contains("s3s::ops=off") && filter.contains("s3s::http=off"), "{spec:?}");
         }
         assert!(!filter(Some("info,s3s=debug")).to_string().contains("s3s::ops=off"));
     }

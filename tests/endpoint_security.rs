@@ -288,6 +288,222 @@ async fn receipt_handles_that_were_never_issued_are_invalid() {
     server.shutdown().await;
 }
 
+/// A query-protocol GET signed with one spelling of its parameters may not
+/// be sent with another that reads differently: `+` (a space to the
+/// service) for `%2B`, or a repeated parameter whose copies the signature
+/// sorts but the service would take the last of.
+#[tokio::test]
+async fn a_signed_query_cannot_be_respelled_or_repeat_a_parameter() {
+    let server = TestServer::start(&[Role::Sqs]).await;
+    let sqs = server.sqs().await;
+    let url = sqs.create_queue().queue_name("payments").send().await.unwrap().queue_url.unwrap();
+    let ep = server.endpoint();
+    let query = |body: &str| format!("{ep}/?Action=SendMessage&QueueUrl={}&{body}&Version=2012-11-05", urlencode(&url));
+
+    let wire = signed("GET", &query("MessageBody=pay%2B100"), &[], b"", "sqs");
+    let respelled = Wire { url: wire.url.replace("pay%2B100", "pay+100"), ..wire };
+    assert!(respelled.url.contains("pay+100"), "{}", respelled.url);
+    let (status, _, text) = send(&respelled, vec![]).await;
+    assert_eq!((status, xml_code(&text)), (403, Some("SignatureDoesNotMatch")), "{text}");
+
+    let wire = signed("GET", &query("MessageBody=first&MessageBody=second"), &[], b"", "sqs");
+    let (status, _, text) = send(&wire, vec![]).await;
+    assert_eq!((status, xml_code(&text)), (400, Some("InvalidParameterValue")), "{text}");
+
+    let wire = signed("GET", &query("MessageBody=pay%2B100"), &[], b"", "sqs");
+    let (status, _, text) = send(&wire, vec![]).await;
+    assert_eq!(status, 200, "{text}");
+    let got = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<&str> = got.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, ["pay+100"]);
+    server.shutdown().await;
+}
+
+/// `Authorization: AWS key:signature` (Signature Version 2) over a request.
+fn sigv2_header(method: &str, path: &str, date: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
+    mac.update(format!("{method}\n\n\n{date}\n{path}").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("AWS {ACCESS_KEY}:{signature}")
+}
+
+/// Signature Version 2 binds no body and, in a header, no time anyone
+/// checks: such a request is refused (as AWS refuses it for buckets made
+/// since 2020) and stores nothing. A V2 presigned URL (what botocore makes
+/// by default) still works, for at most the week SigV4 allows.
+#[tokio::test]
+async fn signature_v2_headers_are_refused_and_v2_urls_live_at_most_a_week() {
+    let server = TestServer::start(&[Role::S3]).await;
+    let ep = server.endpoint();
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("sigv2").send().await.unwrap();
+    let http = reqwest::Client::new();
+    let date = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let put = http
+        .put(format!("{ep}/sigv2/key"))
+        .header("date", date)
+        .header("authorization", sigv2_header("PUT", "/sigv2/key", date))
+        .body("signed in 2001")
+        .send()
+        .await
+        .unwrap();
+    let status = put.status().as_u16();
+    let text = put.text().await.unwrap();
+    assert_eq!((status, xml_code(&text)), (400, Some("InvalidRequest")), "{text}");
+    assert!(s3.head_object().bucket("sigv2").key("key").send().await.is_err(), "nothing stored");
+
+    s3.put_object().bucket("sigv2").key("key").body(b"v".to_vec().into()).send().await.unwrap();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let presigned = |expires: u64| {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(SECRET_KEY.as_bytes()).unwrap();
+        mac.update(format!("GET\n\n\n{expires}\n/sigv2/key").as_bytes());
+        let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        format!("{ep}/sigv2/key?AWSAccessKeyId={ACCESS_KEY}&Expires={expires}&Signature={}", urlencode(&signature))
+    };
+    let got = http.get(presigned(now + 3600)).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    let far = http.get(presigned(now + 8 * 24 * 3600)).send().await.unwrap();
+    assert_eq!(far.status(), 400);
+    assert_eq!(xml_code(&far.text().await.unwrap()), Some("AuthorizationQueryParametersError"));
+    server.shutdown().await;
+}
+
+/// An unsigned (or wrongly signed) PUT in `Transfer-Encoding: chunked`
+/// with no length is refused at once, before its body is read: it must not
+/// make the store spool up to 5 GiB to disk ahead of the signature check.
+/// The client sends one chunk and waits: the answer comes without the rest.
+#[tokio::test]
+async fn a_chunked_put_without_a_valid_signature_is_refused_before_its_body() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(&[Role::S3]).await;
+    server.s3().await.create_bucket().bucket("spool").send().await.unwrap();
+    let host = server.endpoint().trim_start_matches("http://").to_owned();
+    let forged = format!(
+        "Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/20260101/us-east-1/s3/aws4_request, \
+         SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}\r\nx-amz-date: 20260101T000000Z\r\n\
+         x-amz-content-sha256: UNSIGNED-PAYLOAD\r\n",
+        "0".repeat(64)
+    );
+    for auth in [String::new(), forged] {
+        let mut sock = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let head = format!("PUT /spool/big HTTP/1.1\r\nHost: {host}\r\n{auth}Transfer-Encoding: chunked\r\n\r\n");
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(format!("{:x}\r\n", 64 * 1024).as_bytes()).await.unwrap();
+        sock.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
+        sock.write_all(b"\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut buf))
+            .await
+            .expect("an answer before the body ends")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 403") || text.starts_with("HTTP/1.1 400"), "{text}");
+        let spooled: Vec<_> = std::fs::read_dir(server.config.data_dir.join("s3").join("tmp")).unwrap().collect();
+        assert!(spooled.is_empty(), "spooled: {spooled:?}");
+    }
+    server.shutdown().await;
+}
+
+/// An aws-chunked upload (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, as SDKs
+/// send over TLS) is whole only with as many bytes as its signed
+/// `x-amz-decoded-content-length` says and the checksum trailer its signed
+/// `x-amz-trailer` announced, which is all that binds its body: a stream
+/// cut after a chunk, or without its trailer, stores nothing.
+#[tokio::test]
+async fn an_aws_chunked_upload_cut_short_or_without_its_trailer_is_not_stored() {
+    let server = TestServer::start(&[Role::S3]).await;
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("chunks").send().await.unwrap();
+    let ep = server.endpoint();
+    let data = vec![b'a'; 70_100];
+    let crc = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(bytes).to_be_bytes());
+    let framed = |chunks: &[&[u8]], trailer: Option<&str>| {
+        let mut body = Vec::new();
+        for c in chunks {
+            body.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            body.extend_from_slice(c);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n");
+        if let Some(t) = trailer {
+            body.extend_from_slice(format!("x-amz-checksum-crc32:{t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body
+    };
+    let put = |key: &str, body: Vec<u8>| {
+        let len = body.len().to_string();
+        let decoded = data.len().to_string();
+        let headers = [
+            ("content-encoding", "aws-chunked"),
+            ("content-length", len.as_str()),
+            ("x-amz-decoded-content-length", decoded.as_str()),
+            ("x-amz-trailer", "x-amz-checksum-crc32"),
+        ];
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        let payload = SignableBody::Precomputed("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into());
+        let wire = sign_with("PUT", &format!("{ep}/chunks/{key}"), &headers, payload, "s3", settings);
+        async move { send(&wire, body).await }
+    };
+    let (head, tail) = data.split_at(70_000);
+
+    let (status, _, text) = put("cut", framed(&[head], Some(&crc(head)))).await;
+    assert_eq!((status, xml_code(&text)), (400, Some("IncompleteBody")), "{text}");
+    let (status, _, text) = put("untrailed", framed(&[head, tail], None)).await;
+    assert_eq!((status, xml_code(&text)), (400, Some("IncompleteBody")), "{text}");
+    for key in ["cut", "untrailed"] {
+        assert!(s3.head_object().bucket("chunks").key(key).send().await.is_err(), "{key} was stored");
+    }
+    let (status, _, text) = put("whole", framed(&[head, tail], Some(&crc(&data)))).await;
+    assert_eq!(status, 200, "{text}");
+    let got = s3.get_object().bucket("chunks").key("whole").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes(), data);
+    server.shutdown().await;
+}
+
+/// SQS must hold a body whole before it can check the signature over it,
+/// so a request naming a known key id is given a share of the body budget
+/// on its word. One that then trickles is cut as soon as it falls behind
+/// the held-body pace (`budget::HELD_PACE`), rather than keeping its share
+/// (and, twenty such, the whole budget) for as long as it keeps trickling.
+#[tokio::test]
+async fn a_body_sqs_must_hold_that_trickles_is_cut() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(&[Role::Sqs]).await;
+    let host = server.endpoint().trim_start_matches("http://").to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         X-Amz-Date: 20260101T000000Z\r\nAuthorization: AWS4-HMAC-SHA256 \
+         Credential={ACCESS_KEY}/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, \
+         Signature=00\r\nContent-Length: 3000000\r\n\r\nAction=ListQueues&Version=2012-11-05&Pad="
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = sock.split();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if writer.write_all(b"x").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::select! {
+        n = reader.read(&mut buf) => n.unwrap(),
+        () = trickle => unreachable!(),
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("still reading the trickle after 30 s"),
+    };
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("RequestTimeout"), "{answer}");
+    server.shutdown().await;
+}
+
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -332,3 +332,31 @@ async fn anonymous_access_is_public_reads_only() {
     assert!(s3.head_bucket().bucket("anon-bucket").send().await.is_err());
     server.shutdown().await;
 }
+
+/// An XML request body (DeleteObjects here) over the 4 MiB s3s is given
+/// is refused by its declared length with AWS's `MaxMessageLengthExceeded`
+/// (not a 500 once s3s has read it), and one with no length at all, which
+/// AWS requires, with `MissingContentLength`: both before the body is read.
+#[tokio::test]
+async fn oversized_or_unsized_xml_bodies_are_refused_up_front() {
+    let (server, _s3) = start().await;
+    let host = host_of(&server);
+    let bucket = server.config.buckets.private.clone();
+    let path = format!("/{bucket}");
+    let signed = sign::headers("POST", &host, &path, "delete=", b"", time::OffsetDateTime::now_utc());
+    let head = |framing: &str| {
+        let mut head = format!("POST {path}?delete HTTP/1.1\r\n");
+        for (k, v) in &signed {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(framing);
+        head
+    };
+    let (status, text) = raw_http(&server, &head(&format!("Content-Length: {}\r\n", 5 * 1024 * 1024)), b"").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("<Code>MaxMessageLengthExceeded</Code>"), "{text}");
+    let (status, text) = raw_http(&server, &head("Transfer-Encoding: chunked\r\n"), b"5\r\n<Del/\r\n").await;
+    assert_eq!(status, 411, "{text}");
+    assert!(text.contains("<Code>MissingContentLength</Code>"), "{text}");
+    server.shutdown().await;
+}

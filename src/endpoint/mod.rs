@@ -55,6 +55,11 @@ impl Endpoint {
             if let Err(e) = sigv4::presigned_expires(req.uri()) {
                 return s3_error(&e);
             }
+            if let Some((status, code, message)) =
+                sigv4::sigv2_refusal(req.headers(), req.uri(), std::time::SystemTime::now())
+            {
+                return crate::s3compat::xml_error(status, code, &message);
+            }
             if let Some((given, presigned)) = sigv4::signed_region(req.headers(), req.uri())
                 && given != *self.region
             {

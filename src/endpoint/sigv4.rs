@@ -1,24 +1,27 @@
-//! SigV4 verification for the services s3s does not cover (SQS, STS).
+//! SigV4 verification for the services s3s does not cover (SQS, STS), and
+//! the checks S3 requests get before s3s sees them.
 //!
 //! SQS and STS sign the whole body, so it is buffered first, under a limit:
 //! SQS's largest legal request is a 1 MiB batch, which form encoding can
 //! triple, plus its envelope. The canonical request follows AWS's
-//! "Create a canonical request for Signature Version 4" for non-S3 services.
+//! "Create a canonical request for Signature Version 4" for non-S3 services;
+//! for S3 (whose body s3s checks as it streams) only the signed head is
+//! verified here, against the payload hash the request declares.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::request::Parts;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::budget::BodyBudget;
+use crate::budget::{BodyBudget, HELD_PACE, ReadError, read_held};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -66,6 +69,8 @@ pub enum AuthError {
     Busy,
     #[error("Cannot read the request body: {0}")]
     Body(String),
+    #[error("Your socket connection to the server was not read from or written to within the timeout period.")]
+    TooSlow,
 }
 
 impl AuthError {
@@ -81,6 +86,7 @@ impl AuthError {
             Self::TooLarge => "RequestEntityTooLarge",
             Self::Busy => "ServiceUnavailable",
             Self::Body(_) => "MalformedInput",
+            Self::TooSlow => "RequestTimeout",
         }
     }
 
@@ -89,19 +95,36 @@ impl AuthError {
             Self::Missing | Self::UnknownKey | Self::Mismatch => http::StatusCode::FORBIDDEN,
             Self::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
             Self::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
-            Self::Incomplete(_) | Self::Expired(_) | Self::QueryParameters(_) | Self::Body(_) => {
+            Self::Incomplete(_) | Self::Expired(_) | Self::QueryParameters(_) | Self::Body(_) | Self::TooSlow => {
                 http::StatusCode::BAD_REQUEST
             }
         }
     }
 }
 
+/// The key pairs the endpoint accepts; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    secrets: Arc<HashMap<String, String>>,
+}
+
 /// Knows the key pairs the endpoint accepts, and holds the budget the
 /// bodies it must buffer are drawn from.
 #[derive(Clone, Debug)]
 pub struct Verifier {
-    secrets: Arc<HashMap<String, String>>,
+    keys: Keys,
     budget: BodyBudget,
+}
+
+/// Where a canonical request's payload hash comes from.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// SQS, STS: the bytes received (a declared hash must equal them).
+    Body(&'a [u8]),
+    /// S3, before its body is read: the hash `x-amz-content-sha256`
+    /// declares (`UNSIGNED-PAYLOAD` for a presigned URL), which s3s then
+    /// holds the streamed bytes to. S3 also encodes its path only once.
+    DeclaredS3,
 }
 
 /// A request whose signature held, with its body. The body's share of the
@@ -128,12 +151,12 @@ struct Signed {
 
 impl Verifier {
     pub fn new(credentials: Vec<(String, String)>, budget: BodyBudget) -> Self {
-        Self { secrets: Arc::new(credentials.into_iter().collect()), budget }
+        Self { keys: Keys::new(credentials), budget }
     }
 
     /// Buffers the body (up to `limit`, reserved from the budget first: its
-    /// `Content-Length`, or `limit` when it has none) and checks the
-    /// signature over it.
+    /// `Content-Length`, or `limit` when it has none, and read at the
+    /// budget's [`HELD_PACE`]) and checks the signature over it.
     pub async fn read_verified(&self, req: http::Request<Incoming>, limit: usize) -> Result<Verified, AuthError> {
         let (parts, body) = req.into_parts();
         let declared = parts
@@ -147,27 +170,72 @@ impl Verifier {
         // Only a caller naming a key we know may hold a share of the budget:
         // anonymous clients cannot starve signed ones by trickling bodies.
         let signed = parse_signed(&parts)?;
-        if !self.secrets.contains_key(&signed.access_key) {
+        if !self.keys.secrets.contains_key(&signed.access_key) {
             return Err(AuthError::UnknownKey);
         }
         let reserved = self.budget.reserve(declared.unwrap_or(limit as u64)).await.map_err(|_| AuthError::Busy)?;
         let limit = declared.map_or(limit, |n| n as usize);
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(AuthError::TooLarge),
-            Err(e) => return Err(AuthError::Body(e.to_string())),
-        };
-        let access_key = self.check(&parts, signed, &body, SystemTime::now())?;
+        let body = read_held(body, limit, HELD_PACE).await.map_err(|e| match e {
+            ReadError::TooLarge => AuthError::TooLarge,
+            ReadError::TooSlow => AuthError::TooSlow,
+            ReadError::Body(e) => AuthError::Body(e),
+        })?;
+        let access_key = self.keys.check(&parts, signed, Payload::Body(&body), SystemTime::now())?;
         Ok(Verified { parts, body, access_key, _reserved: reserved })
     }
 
     /// Checks the request's SigV4 signature; returns the access key it used.
     pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
-        self.check(parts, parse_signed(parts)?, body, now)
+        self.keys.check(parts, parse_signed(parts)?, Payload::Body(body), now)
+    }
+}
+
+impl Keys {
+    pub fn new(credentials: Vec<(String, String)>) -> Self {
+        Self { secrets: Arc::new(credentials.into_iter().collect()) }
     }
 
-    /// [`Self::verify`] for a request whose signature fields are parsed.
-    fn check(&self, parts: &Parts, signed: Signed, body: &[u8], now: SystemTime) -> Result<String, AuthError> {
+    /// Checks the signature of an S3 request's head (header or presigned
+    /// URL) before its body is read; returns the access key it used. Only a
+    /// request that passes may make the endpoint spend disk on its body
+    /// ahead of s3s, which verifies everything again.
+    pub fn verify_s3_head(&self, parts: &Parts, now: SystemTime) -> Result<String, AuthError> {
+        self.check(parts, parse_signed(parts)?, Payload::DeclaredS3, now)
+    }
+
+    /// Checks a form upload's policy signature (SigV4, or Signature Version
+    /// 2 as botocore makes by default) from the form's fields, before its
+    /// file is read; returns the access key it used. s3s verifies it again,
+    /// with the policy's conditions.
+    pub fn verify_post_policy(&self, fields: &HashMap<String, String>) -> Result<String, AuthError> {
+        let field = |name: &str| fields.get(name).map(String::as_str);
+        let policy = field("policy").ok_or(AuthError::Missing)?;
+        if let Some(signature) = field("x-amz-signature") {
+            let credential = field("x-amz-credential").unwrap_or_default();
+            let pieces: Vec<&str> = credential.split('/').collect();
+            let [access_key, date, region, service, "aws4_request"] = pieces.as_slice() else {
+                return Err(AuthError::Incomplete(format!("Invalid x-amz-credential '{credential}'.")));
+            };
+            let secret = self.secrets.get(*access_key).ok_or(AuthError::UnknownKey)?;
+            let provided = hex::decode(signature).map_err(|_| AuthError::Mismatch)?;
+            let mut mac = hmac_for(&signing_key(secret, date, region, service));
+            mac.update(policy.as_bytes());
+            mac.verify_slice(&provided).map_err(|_| AuthError::Mismatch)?;
+            return Ok((*access_key).to_owned());
+        }
+        let (Some(access_key), Some(signature)) = (field("awsaccesskeyid"), field("signature")) else {
+            return Err(AuthError::Missing);
+        };
+        let secret = self.secrets.get(access_key).ok_or(AuthError::UnknownKey)?;
+        let provided = base64::engine::general_purpose::STANDARD.decode(signature).map_err(|_| AuthError::Mismatch)?;
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).map_err(|_| AuthError::Mismatch)?;
+        mac.update(policy.as_bytes());
+        mac.verify_slice(&provided).map_err(|_| AuthError::Mismatch)?;
+        Ok(access_key.to_owned())
+    }
+
+    /// Verifies a request whose signature fields are parsed.
+    fn check(&self, parts: &Parts, signed: Signed, payload: Payload<'_>, now: SystemTime) -> Result<String, AuthError> {
         let secret = self.secrets.get(&signed.access_key).ok_or(AuthError::UnknownKey)?;
         let when = parse_amz_date(&signed.amz_date)
             .ok_or_else(|| AuthError::Incomplete(format!("Invalid X-Amz-Date '{}'.", signed.amz_date)))?;
@@ -184,7 +252,7 @@ impl Verifier {
                 return Err(AuthError::Expired(signed.amz_date.clone()));
             }
         }
-        let canonical = canonical_request(parts, body, &signed)?;
+        let canonical = canonical_request(parts, payload, &signed)?;
         let scope = format!("{}/{}/{}/aws4_request", signed.date, signed.region, signed.service);
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n{}\n{}\n{}",
@@ -339,6 +407,42 @@ pub fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<(Stri
     Some((claim.region()?.to_owned(), claim.presigned))
 }
 
+/// S3's answer (status, code, message) to a Signature Version 2 request it
+/// will not take; `None` for any other. V2 signs neither the body nor, in
+/// an `Authorization` header, a time s3s would check: a captured request
+/// could be replayed, with another body, forever. So V2 headers are refused
+/// as AWS refuses them for every bucket made since 2020. V2 presigned URLs
+/// stay (botocore still makes them by default), their `Expires` held to the
+/// week SigV4 allows.
+pub fn sigv2_refusal(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    now: SystemTime,
+) -> Option<(http::StatusCode, &'static str, String)> {
+    let auth = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if auth.starts_with("AWS ") {
+        let message = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.";
+        return Some((http::StatusCode::BAD_REQUEST, "InvalidRequest", message.into()));
+    }
+    if uri_query_param(uri, "Signature").is_none() || uri_query_param(uri, "X-Amz-Algorithm").is_some() {
+        return None;
+    }
+    let latest = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() + MAX_PRESIGNED_EXPIRES;
+    match uri_query_param(uri, "Expires").map(|e| e.parse::<u64>()) {
+        Some(Ok(expires)) if expires <= latest => None,
+        Some(Ok(_)) => Some((
+            http::StatusCode::BAD_REQUEST,
+            "AuthorizationQueryParametersError",
+            format!("Expires must be less than a week (in seconds) from now; that is {MAX_PRESIGNED_EXPIRES}"),
+        )),
+        _ => Some((
+            http::StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters".into(),
+        )),
+    }
+}
+
 /// S3's answer to a request signed for another region: 400 with the region
 /// to use in `<Region>`, which AWS's SDKs, aws-cli and s3cmd read to sign
 /// again for it.
@@ -414,10 +518,14 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
-fn canonical_request(parts: &Parts, body: &[u8], signed: &Signed) -> Result<String, AuthError> {
+fn canonical_request(parts: &Parts, payload: Payload<'_>, signed: &Signed) -> Result<String, AuthError> {
     let path = parts.uri.path();
-    let canonical_uri =
-        if path.is_empty() { "/".to_owned() } else { utf8_percent_encode(path, AWS_ENCODE_PATH).to_string() };
+    let canonical_uri = match payload {
+        _ if path.is_empty() => "/".to_owned(),
+        // Other services encode the (already encoded) path once more.
+        Payload::Body(_) => utf8_percent_encode(path, AWS_ENCODE_PATH).to_string(),
+        Payload::DeclaredS3 => utf8_percent_encode(&decode(path), AWS_ENCODE_PATH).to_string(),
+    };
 
     let mut query: Vec<(String, String)> = parts
         .uri
@@ -427,7 +535,7 @@ fn canonical_request(parts: &Parts, body: &[u8], signed: &Signed) -> Result<Stri
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (aws_encode(&decode(k)), aws_encode(&decode(v)))
+            (aws_encode(&decode_query(k)), aws_encode(&decode_query(v)))
         })
         .filter(|(k, _)| !(signed.presigned && k == "X-Amz-Signature"))
         .collect();
@@ -448,15 +556,25 @@ fn canonical_request(parts: &Parts, body: &[u8], signed: &Signed) -> Result<Stri
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
 
-    // The signature must bind the bytes received, not a hash the client
-    // merely claims: a declared hash that differs (or `UNSIGNED-PAYLOAD`,
-    // which SQS and STS do not allow) is a signature that does not match.
-    let payload_hash = hex::encode(Sha256::digest(body));
-    if let Some(declared) = parts.headers.get("x-amz-content-sha256")
-        && !declared.as_bytes().eq_ignore_ascii_case(payload_hash.as_bytes())
-    {
-        return Err(AuthError::Mismatch);
-    }
+    let declared = parts.headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok());
+    let payload_hash = match payload {
+        // The signature must bind the bytes received, not a hash the client
+        // merely claims: a declared hash that differs (or `UNSIGNED-PAYLOAD`,
+        // which SQS and STS do not allow) is a signature that does not match.
+        Payload::Body(body) => {
+            let hash = hex::encode(Sha256::digest(body));
+            if declared.is_some_and(|d| !d.eq_ignore_ascii_case(&hash)) {
+                return Err(AuthError::Mismatch);
+            }
+            hash
+        }
+        Payload::DeclaredS3 if signed.presigned => "UNSIGNED-PAYLOAD".to_owned(),
+        Payload::DeclaredS3 => declared
+            .ok_or_else(|| {
+                AuthError::Incomplete("Missing required header for this request: x-amz-content-sha256".into())
+            })?
+            .to_owned(),
+    };
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         parts.method.as_str(),
@@ -470,6 +588,13 @@ fn canonical_request(parts: &Parts, body: &[u8], signed: &Signed) -> Result<Stri
 
 fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// A query name or value as the services read it (form encoding: `+` is a
+/// space). Canonicalizing `+` as itself would sign `a+b` and `a%2Bb` alike
+/// while one means `a b` and the other `a+b`.
+fn decode_query(s: &str) -> String {
+    decode(&s.replace('+', " "))
 }
 
 fn aws_encode(s: &str) -> String {
@@ -519,6 +644,29 @@ mod tests {
         assert!(matches!(v.verify(&p, b"", SystemTime::now()), Err(AuthError::UnknownKey)));
         let bare = http::Request::post("/").body(()).unwrap().into_parts().0;
         assert!(matches!(v.verify(&bare, b"", SystemTime::now()), Err(AuthError::Missing)));
+    }
+
+    #[test]
+    fn sigv2_headers_are_refused_and_v2_urls_held_to_a_week() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut v2 = http::HeaderMap::new();
+        v2.insert("authorization", "AWS AK:c2lnbmF0dXJl".parse().unwrap());
+        let root: http::Uri = "/b/k".parse().unwrap();
+        let refused = sigv2_refusal(&v2, &root, now).map(|(s, c, _)| (s.as_u16(), c));
+        assert_eq!(refused, Some((400, "InvalidRequest")));
+        let none = http::HeaderMap::new();
+        let url = |expires: u64| -> http::Uri {
+            format!("/b/k?AWSAccessKeyId=AK&Signature=c2ln&Expires={expires}").parse().unwrap()
+        };
+        assert!(sigv2_refusal(&none, &url(1_000_000 + MAX_PRESIGNED_EXPIRES), now).is_none());
+        let far = sigv2_refusal(&none, &url(1_000_001 + MAX_PRESIGNED_EXPIRES), now).map(|(_, c, _)| c);
+        assert_eq!(far, Some("AuthorizationQueryParametersError"));
+        let no_expiry: http::Uri = "/b/k?AWSAccessKeyId=AK&Signature=c2ln".parse().unwrap();
+        assert_eq!(sigv2_refusal(&none, &no_expiry, now).map(|(_, c, _)| c), Some("AccessDenied"));
+        // SigV4 (header or presigned) is not this check's business.
+        let v4: http::Uri = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00".parse().unwrap();
+        assert!(sigv2_refusal(&none, &v4, now).is_none());
+        assert!(sigv2_refusal(&none, &root, now).is_none());
     }
 
     #[test]

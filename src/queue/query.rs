@@ -52,8 +52,14 @@ pub fn parse(parts: &Parts, body: &[u8]) -> Result<(String, Input), SqsError> {
     let mut action = None;
     let query = parts.uri.query().unwrap_or("").as_bytes();
     for (k, v) in form_urlencoded::parse(query).chain(form_urlencoded::parse(body)) {
+        // A name given twice would make the request mean what its last
+        // copy says, while the signature's canonical form sorts the copies:
+        // reordering them would change the meaning, not the signature.
+        let twice = || SqsError::invalid(format!("The parameter {k:.64} is given more than once."));
         if k == "Action" {
-            action = Some(v.into_owned());
+            if action.replace(v.into_owned()).is_some() {
+                return Err(twice());
+            }
             continue;
         }
         // The tree is converted (and dropped) recursively: bound its depth
@@ -65,7 +71,9 @@ pub fn parse(parts: &Parts, body: &[u8]) -> Result<(String, Input), SqsError> {
         for seg in k.split('.') {
             node = node.children.entry(seg.to_owned()).or_default();
         }
-        node.value = Some(v.into_owned());
+        if node.value.replace(v.into_owned()).is_some() {
+            return Err(twice());
+        }
     }
     let action = action.ok_or_else(|| SqsError::missing("Action"))?;
     let mut input = convert(root);

@@ -32,18 +32,23 @@ impl S3Access for PublicReads {
 /// s3s buffers the XML body of non-streaming operations (DeleteObjects,
 /// CompleteMultipartUpload, ...) up to `xml_max_body_size` but reports an
 /// overflow as `InternalError`. This hook runs before that read, so a
-/// declared oversized body is refused here with AWS's own code.
+/// declared oversized body is refused here with AWS's own code, and one
+/// whose size only its end would tell (chunked, no length) with AWS's
+/// `MissingContentLength`, as these operations require a length.
 fn refuse_oversized_xml(cx: &S3AccessContext<'_>) -> S3Result<()> {
     const STREAMING: [&str; 3] = ["PutObject", "UploadPart", "PostObject"];
-    let limit = s3s::config::S3Config::default().xml_max_body_size as u64;
-    let declared = cx
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    if STREAMING.contains(&cx.s3_op().name()) {
+        return Ok(());
+    }
+    let headers = cx.headers();
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(len) if len > limit && !STREAMING.contains(&cx.s3_op().name()) => {
+        Some(len) if len > super::XML_MAX_BODY as u64 => {
             Err(s3_error!(MaxMessageLengthExceeded, "Your request was too big."))
+        }
+        None if headers.contains_key(http::header::TRANSFER_ENCODING) => {
+            Err(s3_error!(MissingContentLength, "You must provide the Content-Length HTTP header."))
         }
         _ => Ok(()),
     }

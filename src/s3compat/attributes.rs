@@ -8,17 +8,27 @@ use super::api::S3Api;
 use super::meta;
 
 const MAX_PARTS: i32 = 1000;
+const KNOWN: [&str; 5] = [
+    ObjectAttributes::CHECKSUM,
+    ObjectAttributes::ETAG,
+    ObjectAttributes::OBJECT_PARTS,
+    ObjectAttributes::OBJECT_SIZE,
+    ObjectAttributes::STORAGE_CLASS,
+];
 
 pub async fn get(
     api: &S3Api,
     req: S3Request<GetObjectAttributesInput>,
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let input = req.input;
-    let (record, _) = api.load_object(&input.bucket, &input.key)?;
-    let wants = |name: &str| input.object_attributes.iter().any(|a| a.as_str() == name);
-    if input.object_attributes.is_empty() {
+    // aws-cli and boto3 send every attribute in one comma-joined header,
+    // which s3s keeps as a single value; the Rust SDK sends one header each.
+    let names: Vec<&str> = input.object_attributes.iter().flat_map(|a| a.as_str().split(',')).map(str::trim).collect();
+    if names.is_empty() || !names.iter().all(|n| KNOWN.contains(n)) {
         return Err(s3_error!(InvalidArgument, "Invalid attribute name specified"));
     }
+    let wants = |name: &str| names.contains(&name);
+    let (record, _) = api.load_object(&input.bucket, &input.key)?;
     let sums = &record.checksums;
     let has_sum = [&sums.crc32, &sums.crc32c, &sums.crc64nvme, &sums.sha1, &sums.sha256].iter().any(|s| s.is_some());
     let checksum = (wants(ObjectAttributes::CHECKSUM) && has_sum).then(|| Checksum {

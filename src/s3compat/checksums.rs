@@ -37,9 +37,22 @@ pub fn hasher_for(claimed: &Checksums, algorithm: Option<&ChecksumAlgorithm>, he
     }
 }
 
-/// Adds checksums that arrived as trailers (after the body was read).
-pub fn merge_trailers(claimed: &mut Checksums, trailers: Option<&TrailingHeaders>) {
-    let Some(map) = trailers.and_then(TrailingHeaders::take) else { return };
+/// Adds checksums that arrived as trailers (after the body was read). Every
+/// checksum the (signed) `x-amz-trailer` header announced must have come:
+/// with `STREAMING-UNSIGNED-PAYLOAD-TRAILER` that trailer is all that binds
+/// the body, so a request cut off before it must not be stored.
+pub fn merge_trailers(
+    claimed: &mut Checksums,
+    headers: &HeaderMap,
+    trailers: Option<&TrailingHeaders>,
+) -> S3Result<()> {
+    let map = trailers.and_then(TrailingHeaders::take).unwrap_or_default();
+    let announced = headers.get_all("x-amz-trailer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    for name in announced.map(|n| n.trim().to_ascii_lowercase()) {
+        if name.starts_with("x-amz-checksum-") && !map.contains_key(name.as_str()) {
+            return Err(s3_error!(IncompleteBody, "The trailer {name} that x-amz-trailer announced did not arrive."));
+        }
+    }
     for alg in ALGORITHMS {
         let Some(v) = map.get(format!("x-amz-checksum-{alg}")).and_then(|v| v.to_str().ok()) else { continue };
         let slot = match alg {
@@ -51,6 +64,7 @@ pub fn merge_trailers(claimed: &mut Checksums, trailers: Option<&TrailingHeaders
         };
         *slot = Some(v.to_owned());
     }
+    Ok(())
 }
 
 /// Every claimed checksum must equal the computed one (`BadDigest`).

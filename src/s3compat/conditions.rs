@@ -53,7 +53,7 @@ impl ReadConditions<'_> {
         let modified_s = seconds(modified);
         let etag_matches = |c: &ETagCondition| match c {
             ETagCondition::Any => true,
-            ETagCondition::ETag(e) => e.value() == etag,
+            ETagCondition::ETag(e) => listed(e.value()).any(|e| e == etag),
         };
         if let Some(c) = self.if_match {
             if !etag_matches(c) {
@@ -98,6 +98,14 @@ impl ReadConditions<'_> {
     }
 }
 
+/// The ETags of a condition that lists several (`"a", W/"b"`): s3s parses
+/// the whole list as one quoted value, `a", W/"b`. An ETag never holds a
+/// comma, so splitting on commas is exact. (A weak tag compares by its
+/// value: S3's ETags are all strong.)
+fn listed(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
+}
+
 fn seconds(t: &Timestamp) -> i64 {
     time::OffsetDateTime::from(t.clone()).unix_timestamp()
 }
@@ -112,6 +120,21 @@ mod tests {
 
     fn cond(etag: &str) -> ETagCondition {
         ETagCondition::ETag(ETag::Strong(etag.into()))
+    }
+
+    #[test]
+    fn a_listed_etag_matches() {
+        let none =
+            ReadConditions { if_match: None, if_none_match: None, if_modified_since: None, if_unmodified_since: None };
+        let parsed = |h: &str| ETagCondition::parse_http_header(h.as_bytes()).unwrap();
+        let list = parsed(r#""zzz", "abc""#);
+        let c = ReadConditions { if_none_match: Some(&list), ..none };
+        assert!(matches!(c.evaluate("abc", &ts(100)), Outcome::NotModified));
+        assert!(matches!(c.evaluate("zz", &ts(100)), Outcome::Proceed));
+        let weak = parsed(r#"W/"x", W/"abc""#);
+        let c = ReadConditions { if_match: Some(&weak), ..none };
+        assert!(matches!(c.evaluate("abc", &ts(100)), Outcome::Proceed));
+        assert!(matches!(c.evaluate("x,", &ts(100)), Outcome::PreconditionFailed));
     }
 
     #[test]

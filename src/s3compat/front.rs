@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use s3s::service::S3Service;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::cors;
 use super::events::deliver::{EventSink, Hub};
@@ -18,7 +18,11 @@ use super::host::Hosts;
 use super::post_form;
 use super::spool;
 use super::store::Store;
+use crate::endpoint::sigv4::{AuthError, Keys};
 use crate::shutdown::Shutdown;
+
+/// How long a signed form upload waits for a turn before `SlowDown`.
+const FORM_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct S3Front {
@@ -28,12 +32,14 @@ pub struct S3Front {
     /// Turns for form uploads, which s3s holds in memory whole.
     form_uploads: Arc<Semaphore>,
     events: Arc<Hub>,
+    /// To check a chunked PUT's signature before spooling its body.
+    keys: Keys,
 }
 
 impl S3Front {
-    pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>, events: Arc<Hub>) -> Self {
+    pub(super) fn new(service: S3Service, store: Arc<Store>, hosts: Arc<Hosts>, events: Arc<Hub>, keys: Keys) -> Self {
         let form_uploads = Arc::new(Semaphore::new(super::POST_OBJECT_CONCURRENCY));
-        Self { service, store, hosts, form_uploads, events }
+        Self { service, store, hosts, form_uploads, events, keys }
     }
 
     /// Connects event notifications to their queues (the SQS role of this
@@ -58,21 +64,32 @@ impl S3Front {
             return self.preflight(req.uri(), req.headers());
         }
         let req = if spool::needs_spool(&req) {
-            match spool::spool(&self.store, req).await {
-                Ok(req) => req,
-                Err(resp) => return resp,
+            // Disk is spent on a body only for a request signed with a key
+            // we know: s3s checks signatures after the spool, too late to
+            // stop anyone from filling `tmp/`.
+            let (parts, body) = req.into_parts();
+            let signed = self.keys.verify_s3_head(&parts, std::time::SystemTime::now());
+            let req = Request::from_parts(parts, body);
+            match signed {
+                Ok(_) => match spool::spool(&self.store, req).await {
+                    Ok(req) => req,
+                    Err(resp) => return resp,
+                },
+                // Unspooled, s3s refuses it without reading the body.
+                Err(e) => {
+                    tracing::debug!(error = %e, "a chunked PUT without a verified signature is not spooled");
+                    req
+                }
             }
         } else {
             req
         };
         let form_upload = post_form::boundary(&req).is_some();
         let (mut req, _turn) = match post_form::boundary(&req) {
-            Some(boundary) => {
-                // Never closed, so `acquire` cannot fail; without a turn the
-                // upload would merely not wait.
-                let turn = self.form_uploads.clone().acquire_owned().await.ok();
-                (post_form::substitute_filename(req, &boundary).await, turn)
-            }
+            Some(boundary) => match self.form_turn(req, &boundary).await {
+                Ok(admitted) => admitted,
+                Err(refusal) => return refusal,
+            },
             None => (req, None),
         };
         if form_upload {
@@ -98,6 +115,40 @@ impl S3Front {
             resp.headers_mut().extend(cors::response_headers(rule, &origin, None));
         }
         resp
+    }
+
+    /// Admits a form upload to one of the turns s3s's buffering of its file
+    /// needs: only once the fields read ahead of the file carry a policy
+    /// signature made with a key we know (anyone could otherwise hold all
+    /// the turns with a few slow forms), and for at most [`FORM_TURN_WAIT`]
+    /// of waiting. The refusals are AWS's for such forms.
+    async fn form_turn(
+        &self,
+        req: Request<s3s::Body>,
+        boundary: &str,
+    ) -> Result<(Request<s3s::Body>, Option<OwnedSemaphorePermit>), Response<s3s::Body>> {
+        let (req, fields) = post_form::read_head(req, boundary).await;
+        if let Err(e) = self.keys.verify_post_policy(&fields) {
+            tracing::debug!(error = %e, "a form upload without a verified policy signature");
+            return Err(match e {
+                AuthError::UnknownKey => xml_error(
+                    StatusCode::FORBIDDEN,
+                    "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records.",
+                ),
+                AuthError::Mismatch => xml_error(
+                    StatusCode::FORBIDDEN,
+                    "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you provided.",
+                ),
+                _ => xml_error(StatusCode::FORBIDDEN, "AccessDenied", "Access Denied"),
+            });
+        }
+        match tokio::time::timeout(FORM_TURN_WAIT, self.form_uploads.clone().acquire_owned()).await {
+            // Never closed, so `acquire` cannot fail.
+            Ok(turn) => Ok((req, turn.ok())),
+            Err(_) => Err(xml_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "Please reduce your request rate.")),
+        }
     }
 
     fn preflight(&self, uri: &http::Uri, headers: &HeaderMap) -> Response<s3s::Body> {

@@ -59,6 +59,11 @@ pub async fn ingest<S>(
 where
     S: Stream<Item = Result<Bytes, StdError>> + Unpin,
 {
+    if size_hint.is_some_and(|n| n > MAX_UPLOAD) {
+        // Refused before a byte is read: the client learns now, not after
+        // sending 5 GiB.
+        return Err(too_large());
+    }
     let mut md5 = md5::Md5::new();
     let hint = size_hint.and_then(|n| usize::try_from(n).ok()).unwrap_or(0).min(WRITE_BATCH);
     let mut buf: Vec<u8> = Vec::with_capacity(hint);
@@ -80,7 +85,7 @@ where
         let chunk = chunk.map_err(body_error)?;
         size += chunk.len() as u64;
         if size > MAX_UPLOAD {
-            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+            return Err(too_large());
         }
         md5.update(&chunk);
         hasher.update(&chunk);
@@ -101,6 +106,10 @@ where
         Stored::Blob(store.commit_tmp(file, buf).await?)
     };
     Ok(Ingested { stored, size, md5, checksum })
+}
+
+fn too_large() -> S3Error {
+    s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size.")
 }
 
 /// What an upload request (PutObject, UploadPart) says about its body.
@@ -149,16 +158,31 @@ pub async fn ingest_verified(
     let size_hint = size_hint.and_then(|n| u64::try_from(n).ok());
     let body = body.unwrap_or_else(empty_body);
     let ingested = ingest(store, body, hasher, inline_max, size_hint).await?;
-    let verified = checksums::verify_content_md5(content_md5, &ingested.md5).and_then(|()| {
-        checksums::merge_trailers(&mut claimed, trailers);
-        checksums::verify(&claimed, ingested.checksum.clone())
-    });
+    let verified = complete(&ingested, size_hint)
+        .and_then(|()| checksums::verify_content_md5(content_md5, &ingested.md5))
+        .and_then(|()| checksums::merge_trailers(&mut claimed, headers, trailers))
+        .and_then(|()| checksums::verify(&claimed, ingested.checksum.clone()));
     match verified {
         Ok(v) => Ok((ingested, v)),
         Err(e) => {
             discard(store, &ingested);
             Err(e)
         }
+    }
+}
+
+/// A body must be as long as its request said. hyper holds a plain body to
+/// its `Content-Length`, but an aws-chunked stream that simply stops before
+/// its final, empty chunk reads as a clean end: its signed
+/// `x-amz-decoded-content-length` (which s3s hands on as the length) is
+/// what tells a cut-off upload from a whole one.
+fn complete(ingested: &Ingested, declared: Option<u64>) -> S3Result<()> {
+    match declared {
+        Some(n) if n != ingested.size => Err(s3_error!(
+            IncompleteBody,
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -52,6 +52,22 @@ pub struct Attrs {
     pub metadata: Option<dto::Metadata>,
 }
 
+/// AWS's limit on user metadata: the UTF-8 bytes of its keys and values.
+pub const MAX_USER_METADATA: usize = 2 * 1024;
+
+/// Refuses user metadata over [`MAX_USER_METADATA`], as AWS does, before the
+/// request's body is read: a record is meant to stay small.
+pub fn check_user_metadata(metadata: Option<&dto::Metadata>) -> s3s::S3Result<()> {
+    let size: usize = metadata.into_iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_USER_METADATA {
+        return Err(s3s::s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        ));
+    }
+    Ok(())
+}
+
 /// The [`Attrs`] of any request that carries the standard object headers
 /// (PutObject, CopyObject with `REPLACE`, CreateMultipartUpload): the
 /// inputs are distinct s3s types with the same field names.

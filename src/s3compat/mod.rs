@@ -81,7 +81,8 @@ pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
     builder.set_access(access::PublicReads { public_bucket: config.buckets.public.clone() });
     builder.set_host(hosts.clone());
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(body_limits()))));
-    Ok(S3Front::new(builder.build(), store, Arc::new(hosts), events))
+    let keys = crate::endpoint::sigv4::Keys::new(config.credentials());
+    Ok(S3Front::new(builder.build(), store, Arc::new(hosts), events, keys))
 }
 
 /// s3s reads the file of a presigned POST (HTML form upload) into memory
@@ -103,9 +104,13 @@ pub const POST_OBJECT_CONCURRENCY: usize = 8;
 /// (up to 5 GB); these keep every buffered body small. The XML limit still
 /// fits AWS's largest documents (DeleteObjects with 1,000 keys,
 /// CompleteMultipartUpload with 10,000 parts and their checksums).
+/// The largest XML request body (DeleteObjects, CompleteMultipartUpload,
+/// bucket configurations) s3s buffers.
+const XML_MAX_BODY: usize = 4 * 1024 * 1024;
+
 fn body_limits() -> S3Config {
     let mut config = S3Config::default();
-    config.xml_max_body_size = 4 * 1024 * 1024;
+    config.xml_max_body_size = XML_MAX_BODY;
     config.post_object_max_file_size = POST_OBJECT_MAX_FILE;
     config.form_max_field_size = 64 * 1024;
     config.form_max_fields_size = FORM_MAX_FIELDS;

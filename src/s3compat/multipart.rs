@@ -29,6 +29,7 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     api.require_bucket(&input.bucket)?;
+    meta::check_user_metadata(input.metadata.as_ref())?;
     let id = super::blob::BlobDir::new_id();
     let checksum_algorithm = input.checksum_algorithm.clone();
     let upload = UploadMeta {

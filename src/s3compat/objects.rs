@@ -27,6 +27,7 @@ pub async fn put(
     let S3Request { mut input, headers, trailing_headers, .. } = req;
     let bucket_meta = api.bucket(&input.bucket)?;
     let tags = tagging::from_header(input.tagging.as_deref())?;
+    meta::check_user_metadata(input.metadata.as_ref())?;
     let body = input.body.take();
     let claims = claims_of!(input, headers, trailing_headers);
     let (ingested, verified) =
@@ -251,6 +252,9 @@ pub async fn copy(api: &S3Api, req: S3Request<CopyObjectInput>) -> S3Result<S3Re
         return Err(super::multipart::copy_source_too_large());
     }
     let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    if replace {
+        meta::check_user_metadata(input.metadata.as_ref())?;
+    }
     if !replace && **src_bucket == *input.bucket && **src_key == *input.key {
         return Err(s3_error!(
             InvalidRequest,

@@ -3,7 +3,9 @@
 //! of the uploaded file. AWS requires the file to be the form's last field,
 //! so the head of the form, up to the file part's headers, is read first
 //! (at most `HEAD_MAX`, which is what s3s itself holds for the fields), the
-//! key rewritten there, and the file streamed on untouched.
+//! key rewritten there, and the file streamed on untouched. The fields of
+//! the head are handed back too: the front checks the policy's signature
+//! before the form may wait for one of the turns s3s's buffering needs.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -33,9 +35,13 @@ pub fn boundary<B>(req: &Request<B>) -> Option<String> {
     })
 }
 
-/// `req` with `${filename}` in its `key` field replaced. A body that ends
-/// or fails early is passed on as far as it got: s3s answers that.
-pub async fn substitute_filename(req: Request<s3s::Body>, boundary: &str) -> Request<s3s::Body> {
+/// The fields before the file part, by lowercased name.
+pub type Fields = std::collections::HashMap<String, String>;
+
+/// `req` with `${filename}` in its `key` field replaced, and the form's
+/// fields. A body that ends or fails early is passed on as far as it got:
+/// s3s answers that.
+pub async fn read_head(req: Request<s3s::Body>, boundary: &str) -> (Request<s3s::Body>, Fields) {
     let (mut parts, mut body) = req.into_parts();
     let mut head = BytesMut::new();
     let mut failed = None;
@@ -53,6 +59,11 @@ pub async fn substitute_filename(req: Request<s3s::Body>, boundary: &str) -> Req
             None => break,
         }
     }
+    let fields = scan(&head, boundary.as_bytes())
+        .fields
+        .into_iter()
+        .map(|(name, (from, to))| (name, String::from_utf8_lossy(&head[from..to]).into_owned()))
+        .collect();
     let head = match rewrite(&head, boundary.as_bytes()) {
         Some(rewritten) => {
             let grown = rewritten.len() as i64 - head.len() as i64;
@@ -63,7 +74,7 @@ pub async fn substitute_filename(req: Request<s3s::Body>, boundary: &str) -> Req
     };
     let first = futures_util::stream::iter([Ok(head)].into_iter().chain(failed.map(Err)));
     let frames = first.chain(body).map_ok(http_body::Frame::data);
-    Request::from_parts(parts, s3s::Body::http_body(StreamBody::new(frames)))
+    (Request::from_parts(parts, s3s::Body::http_body(StreamBody::new(frames))), fields)
 }
 
 fn adjust_length(headers: &mut http::HeaderMap, grown: i64) {
@@ -80,6 +91,8 @@ struct Scan {
     key: Option<(usize, usize)>,
     /// The file part's `filename`, once its headers are complete.
     file: Option<String>,
+    /// Every complete field before the file part: name, value (byte range).
+    fields: Vec<(String, (usize, usize))>,
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
@@ -101,10 +114,12 @@ fn scan(head: &[u8], boundary: &[u8]) -> Scan {
             break;
         }
         let next = find(head, &delimiter, value_from);
-        if name.as_deref() == Some("key")
-            && let Some(next) = next
-        {
-            out.key = Some((value_from, next.saturating_sub(2).max(value_from)));
+        if let (Some(name), Some(next)) = (name, next) {
+            let value = (value_from, next.saturating_sub(2).max(value_from));
+            if name == "key" {
+                out.key = Some(value);
+            }
+            out.fields.push((name, value));
         }
         at = next;
     }
@@ -204,6 +219,14 @@ mod tests {
         let out = rewrite(&body, b"XyZ").expect("rewritten");
         let expected = form(&[("key", "u/cat.png"), ("policy", "abc")], "cat.png");
         assert_eq!(out, Bytes::from(expected));
+    }
+
+    #[test]
+    fn the_fields_before_the_file_are_read() {
+        let body = form(&[("Policy", "abc"), ("x-amz-signature", "00ff")], "cat.png");
+        let fields: Vec<(String, &[u8])> =
+            scan(&body, b"XyZ").fields.into_iter().map(|(n, (from, to))| (n, &body[from..to])).collect();
+        assert_eq!(fields, [("policy".to_owned(), &b"abc"[..]), ("x-amz-signature".to_owned(), &b"00ff"[..])]);
     }
 
     #[test]

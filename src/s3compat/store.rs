@@ -577,7 +577,8 @@ impl Store {
     }
 
     /// Atomically publishes the assembled object and removes the upload and
-    /// its parts; `Ok(None)` if the upload was completed or aborted meanwhile.
+    /// its parts; `Ok(None)` if the upload was completed or aborted meanwhile,
+    /// `Ok(Some(Err(_)))`, changing nothing, if `cond` does not hold.
     pub async fn complete_upload(
         &self,
         id: &str,
@@ -592,14 +593,17 @@ impl Store {
         let v = meta::encode_object(record, &[])?;
         let trees = (&self.objects, &self.uploads, &self.parts, &self.outbox);
         let outcome = trees.transaction(|(objects, uploads, part_tree, outbox)| {
-            if uploads.remove(id.as_bytes())?.is_none() {
+            if uploads.get(id.as_bytes())?.is_none() {
                 return Ok(None);
             }
             let cur = objects.get(&k)?;
             let etag = current_etag(cur.as_deref()).map_err(ConflictableTransactionError::Abort)?;
             if !cond.holds(etag.as_deref()) {
+                // Nothing changed: the upload stays, to be completed
+                // without the condition, or aborted, as on AWS.
                 return Ok(Some(Err(PreconditionFailed)));
             }
+            uploads.remove(id.as_bytes())?;
             for (n, _) in &parts {
                 part_tree.remove(meta::part_key(id, *n))?;
             }

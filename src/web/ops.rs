@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -24,9 +26,10 @@ pub async fn heartbeat(State(state): State<WebState>) -> Response {
     let s = &state.settings;
     let s3 = &state.clients.s3;
     let (private, public, queue) = tokio::join!(
-        check(s3.head_bucket().bucket(&s.private_bucket).send()),
-        check(s3.head_bucket().bucket(&s.public_bucket).send()),
+        check("private bucket", s3.head_bucket().bucket(&s.private_bucket).send()),
+        check("public bucket", s3.head_bucket().bucket(&s.public_bucket).send()),
         check(
+            "crunch queue",
             state
                 .clients
                 .sqs
@@ -45,17 +48,33 @@ pub async fn heartbeat(State(state): State<WebState>) -> Response {
     if failed.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ok", "checks": {"s3": "ok", "sqs": "ok"}}))).into_response()
     } else {
-        tracing::warn!(?failed, "heartbeat failed");
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "checks": failed}))).into_response()
     }
 }
 
-async fn check<T, E: std::error::Error>(fut: impl Future<Output = Result<T, E>>) -> Result<(), String> {
-    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()),
-        Err(_) => Err("timed out".into()),
-    }
+/// One dependency's check: `Err` with a reason fit for anyone who asks
+/// (the endpoint is anonymous) — what failed and AWS's error code or the
+/// kind of failure. The SDK's whole error (endpoint URLs, connector
+/// errors, response dumps) goes to the log only.
+async fn check<T, E, R>(what: &'static str, fut: impl Future<Output = Result<T, SdkError<E, R>>>) -> Result<(), String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let e = match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(_) => return Err(format!("{what}: timed out")),
+    };
+    tracing::warn!(check = what, error = %DisplayErrorContext(&e), "heartbeat check failed");
+    let reason = match &e {
+        SdkError::ServiceError(s) => s.err().code().unwrap_or("error"),
+        SdkError::DispatchFailure(_) => "unreachable",
+        SdkError::TimeoutError(_) => "timed out",
+        SdkError::ResponseError(_) => "unreadable answer",
+        _ => "request failed",
+    };
+    Err(format!("{what}: {reason}"))
 }
 
 pub async fn version() -> Json<Value> {
