@@ -172,32 +172,34 @@ def test_malformed_and_oversized_forms(s3srv):
 
 def test_forms_without_a_valid_signature_cannot_hold_the_upload_turns(s3srv):
     """A form waits for one of the few turns s3s's buffering allows only once
-    the fields ahead of its file carry a valid policy signature: ten forged
-    forms stalled inside their file part are refused, not left holding every
-    turn, and a signed upload goes through meanwhile."""
-    forged = s3srv.s3(secret="not-the-secret").generate_presigned_post(BUCKET, "slow.bin", ExpiresIn=300)
-    url = urlparse(forged["url"])
-    parts = "".join(
-        f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in forged["fields"].items()
-    )
-    head = parts + '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n' + "x" * 1000
-    request = (
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1000000\r\n\r\n" + head
+    the fields ahead of its file carry a valid policy signature: ten forms
+    stalled before their fields end hold no turn, a signed upload goes
+    through meanwhile, and a forged one is refused as soon as its fields
+    are read."""
+    url = urlparse(s3srv.endpoint)
+    head = (
+        f"POST /{BUCKET} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1000000\r\n\r\n"
     )
     stalled = []
-    for _ in range(10):
-        sock = socket.create_connection((url.hostname, url.port), timeout=30)
-        sock.sendall(request.encode())
-        stalled.append(sock)
     try:
+        for _ in range(10):
+            sock = socket.create_connection((url.hostname, url.port), timeout=30)
+            sock.sendall((head + '--XyZ\r\nContent-Disposition: form-data; name="key"\r\n\r\nk').encode())
+            stalled.append(sock)
         good = s3srv.s3().generate_presigned_post(BUCKET, "fast.bin", ExpiresIn=300)
-        fields = dict(good["fields"])
-        resp = requests.post(good["url"], data=fields, files={"file": ("f", b"data")}, timeout=20)
+        resp = requests.post(good["url"], data=good["fields"], files={"file": ("f", b"data")}, timeout=20)
         assert resp.status_code == 204, resp.text
-        for sock in stalled:
-            answer = sock.recv(4096).decode(errors="replace")
-            assert answer.startswith("HTTP/1.1 403") and "SignatureDoesNotMatch" in answer, answer
+
+        forged = s3srv.s3(secret="not-the-secret").generate_presigned_post(BUCKET, "slow.bin", ExpiresIn=300)
+        fields = "".join(
+            f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in forged["fields"].items()
+        )
+        sock = socket.create_connection((url.hostname, url.port), timeout=30)
+        stalled.append(sock)
+        sock.sendall((head + fields + '--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nx').encode())
+        answer = sock.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 403") and "SignatureDoesNotMatch" in answer, answer
     finally:
         for sock in stalled:
             sock.close()
