@@ -306,6 +306,32 @@ fn cmyk_jpeg_matches_the_image_crates_colours() {
     assert!(left[0] < 60 && left[1] > 200 && left[2] > 200, "cyan expected, got {left:?}");
 }
 
+/// Pixels tagged with a colour profile other than sRGB come out in sRGB,
+/// the profile gone: a Display P3 JPEG and PNG of one colour crunch to its
+/// sRGB values, not to the P3 numbers read as sRGB. P3 (200, 60, 40) is
+/// sRGB (217.5, 41.6, 22.7) by the published P3-to-sRGB matrix.
+#[test]
+fn display_p3_images_come_out_in_srgb() {
+    let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+    let pixels = [200u8, 60, 40].repeat(64 * 64);
+    let mut jpeg = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut jpeg, 95);
+    enc.add_icc_profile(&p3).unwrap();
+    enc.encode(&pixels, 64, 64, jpeg_encoder::ColorType::Rgb).unwrap();
+    let mut png = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut png);
+    enc.set_icc_profile(p3.clone()).unwrap();
+    enc.write_image(&pixels, 64, 64, image::ExtendedColorType::Rgb8).unwrap();
+    for (what, bytes) in [("JPEG", jpeg), ("PNG", png)] {
+        for v in crunch_ok(&bytes, 64, 64, what) {
+            let out = decode(&v).to_rgb8();
+            let got = out.get_pixel(out.width() / 2, out.height() / 2).0;
+            let near = got.iter().zip([217.5, 41.6, 22.7]).all(|(g, w)| (f64::from(*g) - w).abs() <= 4.0);
+            assert!(near, "{what} {:?}: {got:?}", v.name);
+        }
+    }
+}
+
 #[test]
 fn sixteen_bit_png() {
     let img = ImageBuffer::from_fn(700, 350, |x, _| Rgb([if x < 350 { 65535u16 } else { 0 }, 0, 20000]));

@@ -17,6 +17,8 @@ use super::{CrunchError, Format, jpeg, webp};
 pub(crate) struct Decoded {
     pub raster: Raster,
     pub orientation: Orientation,
+    /// The embedded ICC profile, if any: the colour the pixels are in.
+    pub icc: Option<Vec<u8>>,
 }
 
 /// Decodes `bytes` (already detected as `format`). `want` is the largest
@@ -39,8 +41,12 @@ pub(crate) fn decode(bytes: &[u8], format: Format, max_pixels: u64, want: u32) -
             if let Some(e) = CrunchError::too_many_pixels(header.width, header.height, max_pixels) {
                 return Err(e);
             }
-            let orientation = if webp_has_exif(bytes) { generic_orientation(bytes, format) } else { NO_TRANSFORMS };
-            return Ok(Decoded { raster: webp::decode(bytes, header, want)?, orientation });
+            let (orientation, icc) = if webp_flags(bytes) & (EXIF_FLAG | ICC_FLAG) != 0 {
+                container_metadata(bytes, format)
+            } else {
+                (NO_TRANSFORMS, None)
+            };
+            return Ok(Decoded { raster: webp::decode(bytes, header, want)?, orientation, icc });
         }
     }
     decode_generic(bytes, format, max_pixels)
@@ -48,19 +54,22 @@ pub(crate) fn decode(bytes: &[u8], format: Format, max_pixels: u64, want: u32) -
 
 const NO_TRANSFORMS: Orientation = Orientation::NoTransforms;
 
-/// An extended WebP (`VP8X`) flags an EXIF chunk in its header; only then is
-/// the container walked for the orientation.
-fn webp_has_exif(bytes: &[u8]) -> bool {
-    const EXIF_FLAG: u8 = 0x08;
-    bytes.get(12..16) == Some(b"VP8X") && bytes.get(20).is_some_and(|flags| flags & EXIF_FLAG != 0)
+const EXIF_FLAG: u8 = 0x08;
+const ICC_FLAG: u8 = 0x20;
+
+/// An extended WebP (`VP8X`) flags its EXIF and ICC chunks in its header;
+/// only then is the container walked for them.
+fn webp_flags(bytes: &[u8]) -> u8 {
+    if bytes.get(12..16) == Some(b"VP8X") { bytes.get(20).copied().unwrap_or(0) } else { 0 }
 }
 
-/// The EXIF orientation as the `image` crate's decoder reads it (from the
-/// container only, no pixels decoded); none when it cannot say.
-fn generic_orientation(bytes: &[u8], format: Format) -> Orientation {
+/// The EXIF orientation and ICC profile as the `image` crate's decoder
+/// reads them (from the container only, no pixels decoded).
+fn container_metadata(bytes: &[u8], format: Format) -> (Orientation, Option<Vec<u8>>) {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
     reader.no_limits();
-    reader.into_decoder().and_then(|mut d| d.orientation()).unwrap_or(NO_TRANSFORMS)
+    let Ok(mut decoder) = reader.into_decoder() else { return (NO_TRANSFORMS, None) };
+    (decoder.orientation().unwrap_or(NO_TRANSFORMS), decoder.icc_profile().ok().flatten())
 }
 
 /// A RIFF container states its own length; `image-webp` reports a short
@@ -90,8 +99,9 @@ fn decode_generic(bytes: &[u8], format: Format, max_pixels: u64) -> Result<Decod
     limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
     decoder.set_limits(limits).map_err(fail)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
     let img = DynamicImage::from_decoder(decoder).map_err(fail)?;
-    Ok(Decoded { raster: Raster::from_dynamic(img), orientation })
+    Ok(Decoded { raster: Raster::from_dynamic(img), orientation, icc })
 }
 
 /// The format's name for error messages.

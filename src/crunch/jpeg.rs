@@ -85,6 +85,8 @@ fn decode_unwinding(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome,
         .find_map(|m| m.data.strip_prefix(b"Exif\0\0"))
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
+    let icc = icc_profile(dec.markers().filter(|m| m.marker == Marker::APP(2)).map(|m| m.data));
+    let tags = Tags { orientation, icc };
     let eighths = scale_eighths(width.max(height), want);
     if let Some(cut) = last_bits_cut(bytes, eighths) {
         // The same file without its trailing last-bit scans: what libjpeg
@@ -92,9 +94,30 @@ fn decode_unwinding(bytes: &[u8], max_pixels: u64, want: u32) -> Result<Outcome,
         let mut trimmed = Vec::with_capacity(cut + 2);
         trimmed.extend_from_slice(&bytes[..cut]);
         trimmed.extend_from_slice(&[0xFF, 0xD9]);
-        return decode_started(dec_for(&trimmed)?, layout, orientation, eighths, false);
+        return decode_started(dec_for(&trimmed)?, layout, tags, eighths, false);
     }
-    decode_started(dec, layout, orientation, eighths, true)
+    decode_started(dec, layout, tags, eighths, true)
+}
+
+/// What the decode carries besides pixels: the EXIF orientation (APP1) and
+/// the ICC profile (APP2).
+struct Tags {
+    orientation: Orientation,
+    icc: Option<Vec<u8>>,
+}
+
+/// An ICC profile from its APP2 segments (`ICC_PROFILE\0`, sequence number,
+/// count, then the piece), joined in sequence order; `None` without one or
+/// when pieces are missing.
+fn icc_profile<'a>(segments: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
+    let mut pieces: Vec<(u8, u8, &[u8])> = segments
+        .filter_map(|d| d.strip_prefix(b"ICC_PROFILE\0"))
+        .filter_map(|d| Some((*d.first()?, *d.get(1)?, d.get(2..)?)))
+        .collect();
+    let count = pieces.first()?.1;
+    pieces.sort_by_key(|p| p.0);
+    let whole = pieces.len() == usize::from(count) && pieces.iter().enumerate().all(|(i, p)| usize::from(p.0) == i + 1);
+    whole.then(|| pieces.iter().flat_map(|p| p.2.iter().copied()).collect())
 }
 
 /// The DCT scale (in eighths) at or below which trailing last-bit
@@ -156,11 +179,12 @@ fn finely_quantized(bytes: &[u8]) -> bool {
     sum.is_some_and(|sum| sum <= 9 * MAX_MEAN_STEP_WITHOUT_LAST_BITS)
 }
 
-/// A decompressor over `bytes` with the crate's error manager, keeping APP1.
+/// A decompressor over `bytes` with the crate's error manager, keeping APP1
+/// and APP2.
 fn dec_for(bytes: &[u8]) -> Result<Decompress<&[u8]>, CrunchError> {
     Decompress::builder()
         .with_err(error_manager())
-        .with_markers(&[Marker::APP(1)])
+        .with_markers(&[Marker::APP(1), Marker::APP(2)])
         .from_mem(bytes)
         .map_err(|_| CrunchError::Truncated("JPEG"))
 }
@@ -171,7 +195,7 @@ fn dec_for(bytes: &[u8]) -> Result<Decompress<&[u8]>, CrunchError> {
 fn decode_started(
     mut dec: Decompress<&[u8]>,
     layout: Layout,
-    orientation: Orientation,
+    tags: Tags,
     eighths: u8,
     smoothing: bool,
 ) -> Result<Outcome, CrunchError> {
@@ -196,7 +220,7 @@ fn decode_started(
     if raster.data.len() != raster.width as usize * raster.height as usize * layout.channels() {
         return Err(CrunchError::Truncated("JPEG"));
     }
-    Ok(Outcome::Decoded(Decoded { raster, orientation }))
+    Ok(Outcome::Decoded(Decoded { raster, orientation: tags.orientation, icc: tags.icc }))
 }
 
 /// Where the trailing run of last-bit AC refinement scans (`Ss > 0`,
@@ -426,9 +450,13 @@ mod tests {
             }
             let Ok(Outcome::Decoded(trimmed)) = decode(&bytes, u64::MAX, 600) else { panic!("{path:?}") };
             let whole = dec_for(&bytes).unwrap();
-            let Ok(Outcome::Decoded(full)) =
-                decode_started(whole, Layout::Rgb, Orientation::NoTransforms, eighths, true)
-            else {
+            let Ok(Outcome::Decoded(full)) = decode_started(
+                whole,
+                Layout::Rgb,
+                Tags { orientation: Orientation::NoTransforms, icc: None },
+                eighths,
+                true,
+            ) else {
                 panic!("{path:?}")
             };
             let (a, b) = (&trimmed.raster.data, &full.raster.data);

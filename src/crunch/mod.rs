@@ -10,6 +10,7 @@
 //! stay with the pure-Rust `image` decoders.
 
 pub mod cli;
+mod color;
 mod decode;
 mod encode;
 mod error;
@@ -132,7 +133,10 @@ fn crunch_detected(
     outputs: Outputs,
 ) -> Result<Vec<Variant>, CrunchError> {
     let large_box = VariantName::Large.box_size();
-    let decoded = decode::decode(bytes, format, limits.max_pixels, large_box)?;
+    let mut decoded = decode::decode(bytes, format, limits.max_pixels, large_box)?;
+    if let Some(icc) = decoded.icc.take() {
+        color::to_srgb(&mut decoded.raster, &icc);
+    }
     let source = decoded.raster.drop_alpha_if_opaque();
     let mut resizer = resize::Resizer::new();
     let large = resizer.fit(&source, large_box)?;
