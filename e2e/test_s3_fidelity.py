@@ -282,3 +282,26 @@ def test_put_declaring_over_5gib_is_refused_before_the_body(s3srv):
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket="huge", Key="big")
     assert status_of(e.value) == 404
+
+
+def test_version_ids_other_than_null_are_invalid(s3srv):
+    """Buckets here are unversioned: versionId "null" reads the object, any other is InvalidArgument."""
+    s3 = s3srv.s3()
+    s3.create_bucket(Bucket="versions")
+    s3.put_object(Bucket="versions", Key="k", Body=b"only version")
+    assert s3.get_object(Bucket="versions", Key="k", VersionId="null")["Body"].read() == b"only version"
+    calls = [
+        lambda: s3.get_object(Bucket="versions", Key="k", VersionId="abc"),
+        lambda: s3.head_object(Bucket="versions", Key="k", VersionId="abc"),
+        lambda: s3.delete_object(Bucket="versions", Key="k", VersionId="abc"),
+        lambda: s3.copy_object(
+            Bucket="versions", Key="copy", CopySource={"Bucket": "versions", "Key": "k", "VersionId": "abc"}
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] in ("InvalidArgument", "400"), e.value.response
+    assert s3.get_object(Bucket="versions", Key="k")["Body"].read() == b"only version"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="versions", Key="copy")

@@ -21,6 +21,7 @@ impl PublicReads {
 impl S3Access for PublicReads {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         refuse_oversized_xml(cx)?;
+        refuse_version_ids(cx)?;
         if cx.credentials().is_some() || self.allows_anonymous(cx.s3_op().name(), cx.s3_path()) {
             Ok(())
         } else {
@@ -52,6 +53,22 @@ fn refuse_oversized_xml(cx: &S3AccessContext<'_>) -> S3Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Buckets here are never versioned, so the only version an object has is
+/// `null` (what ListObjectVersions shows). Any other `versionId`, in the
+/// query or a copy source, is AWS's `InvalidArgument`, not a quiet read of
+/// the current object.
+fn refuse_version_ids(cx: &S3AccessContext<'_>) -> S3Result<()> {
+    let query = cx.uri().query().unwrap_or_default();
+    let from_query = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "versionId").map(|(_, v)| v);
+    let copy_source = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (_, source_query) = copy_source.split_once('?').unwrap_or_default();
+    let from_source = form_urlencoded::parse(source_query.as_bytes()).filter(|(k, _)| k == "versionId").map(|(_, v)| v);
+    if from_query.chain(from_source).any(|v| v != "null") {
+        return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
+    }
+    Ok(())
 }
 
 /// The configured key pairs. Unlike s3s's `SimpleAuth` (which answers
