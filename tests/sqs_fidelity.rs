@@ -406,3 +406,32 @@ async fn fifo_groups_block_while_in_flight_but_not_while_delayed() {
     assert_eq!(batch.failed[0].code, "MissingParameter");
     server.shutdown().await;
 }
+
+/// A FIFO receive retried with its `ReceiveRequestAttemptId` (its answer
+/// was lost) gets the same messages and receipt handles again, where any
+/// other receive finds the group locked; once one of them is deleted the
+/// id replays nothing. An id outside AWS's 128 printable characters is
+/// refused.
+#[tokio::test]
+async fn fifo_receives_replay_by_attempt_id() {
+    let (server, client) = server().await;
+    let url = create(&client, "att.fifo", &[(QueueAttributeName::FifoQueue, "true")]).await;
+    for (i, body) in ["m0", "m1", "m2"].into_iter().enumerate() {
+        fifo_send(&client, &url, body, "g", &format!("d{i}")).send().await.unwrap();
+    }
+    let receive = |attempt: &str| {
+        client.receive_message().queue_url(&url).max_number_of_messages(10).receive_request_attempt_id(attempt).send()
+    };
+    let handles = |out: aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput| -> Vec<(String, String)> {
+        out.messages.unwrap_or_default().into_iter().map(|m| (m.body.unwrap(), m.receipt_handle.unwrap())).collect()
+    };
+    let first = handles(receive("lost-answer").await.unwrap());
+    assert_eq!(first.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+    assert_eq!(handles(receive("lost-answer").await.unwrap()), first, "the retry gets the same answer");
+    assert!(handles(receive("another").await.unwrap()).is_empty(), "the group is locked");
+
+    client.delete_message().queue_url(&url).receipt_handle(&first[0].1).send().await.unwrap();
+    assert!(handles(receive("lost-answer").await.unwrap()).is_empty(), "nothing to replay once one is deleted");
+    assert_eq!(code(receive(&"x".repeat(129)).await), "InvalidParameterValue");
+    server.shutdown().await;
+}

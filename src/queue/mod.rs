@@ -58,6 +58,8 @@ pub struct Inner {
     /// Set when the process begins shutting down: long polls return at once
     /// so the listener's drain does not wait out their WaitTimeSeconds.
     closing: AtomicBool,
+    /// FIFO receives by `ReceiveRequestAttemptId`, for their retries.
+    attempts: cmd::Attempts,
 }
 
 impl Inner {
@@ -81,6 +83,7 @@ impl QueueService {
                 fallback_host: config.embedded_endpoint_url().trim_start_matches("http://").to_owned(),
                 background,
                 closing: AtomicBool::new(false),
+                attempts: cmd::Attempts::default(),
             }),
         })
     }

@@ -9,7 +9,7 @@ mod moves;
 mod permissions;
 mod queues;
 mod receive;
-pub use receive::peek;
+pub use receive::{Attempts, peek};
 mod send;
 mod tags;
 mod visibility;

@@ -3,7 +3,8 @@
 //! on the queue's `Notify`, which every send wakes, or until the next
 //! delayed or in-flight message becomes visible, whichever comes first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -28,6 +29,18 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
     system_names.extend(input.str_list("MessageSystemAttributeNames")?);
     let attribute_names = input.str_list("MessageAttributeNames")?;
     let opts = ReceiveOptions { max, visibility_ms };
+    let attempt = match input.str("ReceiveRequestAttemptId")? {
+        Some(id) if settings.fifo => Some(attempt_id(id)?),
+        _ => None,
+    };
+    if let Some(id) = &attempt {
+        let visibility_secs = visibility_ms.unwrap_or(settings.visibility_ms) / 1000;
+        let renew = |handle: &str| ctx.store().change_visibility(&q, handle, visibility_secs).is_ok();
+        if let Some(messages) = ctx.svc.attempts.replay(q.id, id, renew) {
+            ctx.store().durable(messages.len() as u64).await?;
+            return Ok(json!({ "Messages": messages }));
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         // Register for wake-ups before looking, so a send in between is not missed.
@@ -37,6 +50,10 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
         let (received, next_wake) = ctx.store().receive(&q, opts)?;
         if !received.is_empty() {
             let messages: Vec<Value> = received.iter().map(|r| render(r, &system_names, &attribute_names)).collect();
+            if let Some(id) = attempt {
+                let handles = received.iter().map(|r| r.handle.clone()).collect();
+                ctx.svc.attempts.record(q.id, id, handles, messages.clone());
+            }
             return Ok(json!({ "Messages": messages }));
         }
         let now = Instant::now();
@@ -51,6 +68,64 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
             () = &mut notified => {}
             () = tokio::time::sleep(sleep) => {}
         }
+    }
+}
+
+/// How long a FIFO receive may be retried by its attempt id (AWS: 5 minutes).
+const ATTEMPT_LIFETIME: Duration = Duration::from_secs(5 * 60);
+/// Receives remembered at once; past it the oldest are forgotten first, so
+/// a flood of attempt ids costs bounded memory.
+const MAX_ATTEMPTS: usize = 10_000;
+
+/// FIFO receives by `ReceiveRequestAttemptId`: a retry of a receive whose
+/// answer was lost (a timeout, a dropped connection) gets the same messages
+/// and receipt handles, their visibility renewed, as AWS gives for five
+/// minutes, instead of nothing (the group is locked by the lost receive)
+/// until the visibility timeout has run out. Kept in memory: after a
+/// restart a retry is an ordinary receive.
+#[derive(Default)]
+pub struct Attempts(Mutex<HashMap<(u64, String), Attempt>>);
+
+struct Attempt {
+    at: Instant,
+    handles: Vec<String>,
+    messages: Vec<Value>,
+}
+
+impl Attempts {
+    /// The messages an earlier receive with `id` returned, if it is recent
+    /// and `renew` (the visibility renewal) holds for every receipt handle:
+    /// none was deleted or received again since.
+    fn replay(&self, queue: u64, id: &str, renew: impl Fn(&str) -> bool) -> Option<Vec<Value>> {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (queue, id.to_owned());
+        let attempt = map.get(&key).filter(|a| a.at.elapsed() < ATTEMPT_LIFETIME)?;
+        if attempt.handles.iter().all(|h| renew(h)) {
+            return Some(attempt.messages.clone());
+        }
+        map.remove(&key);
+        None
+    }
+
+    fn record(&self, queue: u64, id: String, handles: Vec<String>, messages: Vec<Value>) {
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, a| a.at.elapsed() < ATTEMPT_LIFETIME);
+        if map.len() >= MAX_ATTEMPTS
+            && let Some(oldest) = map.iter().min_by_key(|(_, a)| a.at).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert((queue, id), Attempt { at: Instant::now(), handles, messages });
+    }
+}
+
+/// AWS's rule for an attempt id: 1 to 128 of letters, digits and
+/// ``!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~``.
+fn attempt_id(id: &str) -> Result<String, SqsError> {
+    if (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(id.to_owned())
+    } else {
+        Err(SqsError::invalid(format!("Value {id:.140} for parameter ReceiveRequestAttemptId is invalid.")))
     }
 }
 
