@@ -6,6 +6,7 @@ metadata (PutObject, CopyObject with REPLACE, CreateMultipartUpload), a
 CompleteMultipartUpload whose condition fails leaving the upload intact, and
 a declared Content-Length over 5 GiB refused before the body is read."""
 
+import base64
 import hashlib
 import http.client
 import json
@@ -305,3 +306,26 @@ def test_version_ids_other_than_null_are_invalid(s3srv):
     assert s3.get_object(Bucket="versions", Key="k")["Body"].read() == b"only version"
     with pytest.raises(ClientError):
         s3.head_object(Bucket="versions", Key="copy")
+
+
+def test_complete_multipart_checks_the_part_checksums_it_names(s3srv):
+    """A CompleteMultipartUpload naming a part checksum other than the one stored is InvalidPart; the right one completes."""
+    s3 = s3srv.s3()
+    s3.create_bucket(Bucket="sums")
+    upload = s3.create_multipart_upload(Bucket="sums", Key="obj", ChecksumAlgorithm="SHA256")["UploadId"]
+    data = os.urandom(1000)
+    part = s3.upload_part(
+        Bucket="sums", Key="obj", UploadId=upload, PartNumber=1, Body=data, ChecksumAlgorithm="SHA256"
+    )
+    right = part["ChecksumSHA256"]
+    wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+
+    def complete(checksum):
+        parts = [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumSHA256": checksum}]
+        return s3.complete_multipart_upload(Bucket="sums", Key="obj", UploadId=upload, MultipartUpload={"Parts": parts})
+
+    with pytest.raises(ClientError) as e:
+        complete(wrong)
+    assert e.value.response["Error"]["Code"] == "InvalidPart"
+    complete(right)
+    assert s3.get_object(Bucket="sums", Key="obj")["Body"].read() == data

@@ -15,7 +15,7 @@ use super::api::S3Api;
 use super::conditions::copy_source_conditions;
 use super::error::StoreError;
 use super::ingest::{self, Stored, claims_of};
-use super::meta::{self, ObjectMeta, PartMeta, PartSummary, UploadMeta, attrs_of};
+use super::meta::{self, Checksums, ObjectMeta, PartMeta, PartSummary, UploadMeta, attrs_of};
 use super::store::PutCondition;
 use super::tagging;
 
@@ -191,6 +191,23 @@ fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
     Ok((first, last - first + 1))
 }
 
+/// Whether every checksum a CompleteMultipartUpload names for a part is
+/// the one that part was stored with (AWS answers `InvalidPart` when not).
+/// One the part was stored without cannot be compared and is let through.
+fn checksums_agree(part: &CompletedPart, stored: &Checksums) -> bool {
+    let pairs = [
+        (&part.checksum_crc32, &stored.crc32),
+        (&part.checksum_crc32c, &stored.crc32c),
+        (&part.checksum_crc64nvme, &stored.crc64nvme),
+        (&part.checksum_sha1, &stored.sha1),
+        (&part.checksum_sha256, &stored.sha256),
+    ];
+    pairs.iter().all(|(claimed, kept)| match (claimed, kept) {
+        (Some(claimed), Some(kept)) => claimed == kept,
+        _ => true,
+    })
+}
+
 pub async fn complete(
     api: &S3Api,
     req: S3Request<CompleteMultipartUploadInput>,
@@ -218,7 +235,7 @@ pub async fn complete(
         previous = n;
         let part = stored
             .get(&n)
-            .filter(|s| p.e_tag.as_ref().is_none_or(|e| e.value() == s.etag))
+            .filter(|s| p.e_tag.as_ref().is_none_or(|e| e.value() == s.etag) && checksums_agree(p, &s.checksums))
             .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."))?;
         chosen.push(part);
     }
