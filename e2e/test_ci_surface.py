@@ -642,6 +642,31 @@ def test_dev_endpoints_are_refused_by_default(server_factory):
     assert_populated(srv, state)
 
 
+def test_reset_from_a_web_page_deletes_nothing(server_factory):
+    """A web page can POST to any port without a preflight (a form or a
+    no-cors fetch), so with dev endpoints on, a page the developer visits
+    could wipe the store. Browsers name the page in `Origin` (and
+    `Sec-Fetch-Site`): reset and peek refuse such requests; CLI tools,
+    testcontainers and CI scripts send neither."""
+    srv = server_factory(roles="s3,sqs", ephemeral=True, env=server_env()).start()
+    state = populate(srv, "web")
+    page_headers = (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    )
+    for headers in page_headers:
+        for path in RESET_PATHS:
+            status, _, body = aws_http(srv, "POST", path, headers=headers)
+            assert status == 403, (path, headers, status, body)
+            assert b"web page" in body, body
+        status, _, body = aws_http(srv, "GET", PEEK_PATH + "?" + urllib.parse.urlencode({"QueueUrl": state.queue}), headers=headers)
+        assert status == 403, (headers, status, body)
+    assert_populated(srv, state)
+    status, body = reset(srv)
+    assert status == 200, body
+
+
 def test_reset_with_get_deletes_nothing(server_factory):
     """Reset is a POST: a GET to either path is refused and deletes nothing,
     even with dev endpoints on."""

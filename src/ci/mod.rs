@@ -4,7 +4,9 @@
 //! under `/_localstack/`, `/_crunchbox/` and `/_aws/` come here (no bucket
 //! name starts with `_`, so none of them is an S3 path). Reset and peek
 //! change or reveal everything, so they answer 403 unless the dev
-//! endpoints are on (`--ephemeral`, `aws.dev_endpoints`).
+//! endpoints are on (`--ephemeral`, `aws.dev_endpoints`), and 403 to
+//! anything a web page sent (any page may POST to localhost without a
+//! preflight; browsers name the page in `Origin` and `Sec-Fetch-Site`).
 
 pub mod hooks;
 pub mod wait;
@@ -59,14 +61,14 @@ impl Surface {
             "/_localstack/health" | "/_crunchbox/health" if read => health(s3.is_some(), sqs.is_some()),
             "/_localstack/init" if read => json_response(StatusCode::OK, &self.hooks.report()),
             "/_crunchbox/reset" | "/_localstack/state/reset" if method == Method::POST => {
-                if !self.dev_endpoints {
-                    return forbidden();
+                if let Some(refused) = self.refuse_dev(req) {
+                    return refused;
                 }
                 self.reset(s3, sqs).await
             }
             "/_aws/sqs/messages" if read => {
-                if !self.dev_endpoints {
-                    return forbidden();
+                if let Some(refused) = self.refuse_dev(req) {
+                    return refused;
                 }
                 match sqs {
                     Some(sqs) => sqs.peek(req),
@@ -81,6 +83,23 @@ impl Surface {
             | "/_aws/sqs/messages" => error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint"),
         }
+    }
+
+    /// Why a dev endpoint (reset, peek) will not serve `req`, if it will not.
+    fn refuse_dev<B>(&self, req: &Request<B>) -> Option<Response<s3s::Body>> {
+        if !self.dev_endpoints {
+            return Some(forbidden(
+                "the dev endpoints (reset, peek) are off: run `crunchbox serve --ephemeral` or set aws.dev_endpoints = true",
+            ));
+        }
+        let headers = req.headers();
+        // `none` is the user's own navigation (the address bar); a page on
+        // this very port (an HTML object) counts as a page too.
+        let from_page = headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() != b"none");
+        if headers.contains_key(http::header::ORIGIN) || from_page {
+            return Some(forbidden("the dev endpoints (reset, peek) refuse requests sent by a web page"));
+        }
+        None
     }
 
     /// Deletes every bucket, object, queue and message, then re-creates
@@ -121,12 +140,8 @@ fn health(s3: bool, sqs: bool) -> Response<s3s::Body> {
     json_response(StatusCode::OK, &body)
 }
 
-fn forbidden() -> Response<s3s::Body> {
-    error(
-        StatusCode::FORBIDDEN,
-        "Forbidden",
-        "the dev endpoints (reset, peek) are off: run `crunchbox serve --ephemeral` or set aws.dev_endpoints = true",
-    )
+fn forbidden(message: &str) -> Response<s3s::Body> {
+    error(StatusCode::FORBIDDEN, "Forbidden", message)
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {

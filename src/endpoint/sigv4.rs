@@ -195,6 +195,11 @@ impl Keys {
         Self { secrets: Arc::new(credentials.into_iter().collect()) }
     }
 
+    /// The secret of a configured access key.
+    pub fn secret(&self, access_key: &str) -> Result<&str, AuthError> {
+        self.secrets.get(access_key).map(String::as_str).ok_or(AuthError::UnknownKey)
+    }
+
     /// Checks the signature of an S3 request's head (header or presigned
     /// URL) before its body is read; returns the access key it used. Only a
     /// request that passes may make the endpoint spend disk on its body
@@ -212,21 +217,19 @@ impl Keys {
         let policy = field("policy").ok_or(AuthError::Missing)?;
         if let Some(signature) = field("x-amz-signature") {
             let credential = field("x-amz-credential").unwrap_or_default();
-            let pieces: Vec<&str> = credential.split('/').collect();
-            let [access_key, date, region, service, "aws4_request"] = pieces.as_slice() else {
-                return Err(AuthError::Incomplete(format!("Invalid x-amz-credential '{credential}'.")));
-            };
-            let secret = self.secrets.get(*access_key).ok_or(AuthError::UnknownKey)?;
+            let scope = Scope::parse(credential)
+                .ok_or_else(|| AuthError::Incomplete(format!("Invalid x-amz-credential '{credential}'.")))?;
+            let secret = self.secret(scope.access_key)?;
             let provided = hex::decode(signature).map_err(|_| AuthError::Mismatch)?;
-            let mut mac = hmac_for(&signing_key(secret, date, region, service));
+            let mut mac = hmac_for(&signing_key(secret, scope.date, scope.region, scope.service));
             mac.update(policy.as_bytes());
             mac.verify_slice(&provided).map_err(|_| AuthError::Mismatch)?;
-            return Ok((*access_key).to_owned());
+            return Ok(scope.access_key.to_owned());
         }
         let (Some(access_key), Some(signature)) = (field("awsaccesskeyid"), field("signature")) else {
             return Err(AuthError::Missing);
         };
-        let secret = self.secrets.get(access_key).ok_or(AuthError::UnknownKey)?;
+        let secret = self.secret(access_key)?;
         let provided = base64::engine::general_purpose::STANDARD.decode(signature).map_err(|_| AuthError::Mismatch)?;
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).map_err(|_| AuthError::Mismatch)?;
         mac.update(policy.as_bytes());
@@ -236,7 +239,7 @@ impl Keys {
 
     /// Verifies a request whose signature fields are parsed.
     fn check(&self, parts: &Parts, signed: Signed, payload: Payload<'_>, now: SystemTime) -> Result<String, AuthError> {
-        let secret = self.secrets.get(&signed.access_key).ok_or(AuthError::UnknownKey)?;
+        let secret = self.secret(&signed.access_key)?;
         let when = parse_amz_date(&signed.amz_date)
             .ok_or_else(|| AuthError::Incomplete(format!("Invalid X-Amz-Date '{}'.", signed.amz_date)))?;
         let skew = match now.duration_since(when) {
@@ -466,6 +469,23 @@ fn header_str(parts: &Parts, name: &str) -> Option<String> {
     parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
+/// A credential scope, `key/yyyymmdd/region/service/aws4_request`.
+struct Scope<'a> {
+    access_key: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    fn parse(credential: &'a str) -> Option<Self> {
+        let mut pieces = credential.split('/');
+        let scope =
+            Scope { access_key: pieces.next()?, date: pieces.next()?, region: pieces.next()?, service: pieces.next()? };
+        (pieces.next() == Some("aws4_request") && pieces.next().is_none()).then_some(scope)
+    }
+}
+
 fn signed_from(
     credential: String,
     signed_headers: String,
@@ -473,8 +493,7 @@ fn signed_from(
     amz_date: String,
     presigned: bool,
 ) -> Result<Signed, AuthError> {
-    let pieces: Vec<&str> = credential.split('/').collect();
-    let [access_key, date, region, service, "aws4_request"] = pieces.as_slice() else {
+    let Some(Scope { access_key, date, region, service }) = Scope::parse(&credential) else {
         return Err(AuthError::Incomplete(format!(
             "Credential should be scoped to a valid region, service and terminator: '{credential}'."
         )));

@@ -61,11 +61,12 @@ fn refuse_oversized_xml(cx: &S3AccessContext<'_>) -> S3Result<()> {
 /// the current object.
 fn refuse_version_ids(cx: &S3AccessContext<'_>) -> S3Result<()> {
     let query = cx.uri().query().unwrap_or_default();
-    let from_query = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "versionId").map(|(_, v)| v);
     let copy_source = cx.headers().get("x-amz-copy-source").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let (_, source_query) = copy_source.split_once('?').unwrap_or_default();
-    let from_source = form_urlencoded::parse(source_query.as_bytes()).filter(|(k, _)| k == "versionId").map(|(_, v)| v);
-    if from_query.chain(from_source).any(|v| v != "null") {
+    fn version_ids(query: &str) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == "versionId").map(|(_, v)| v)
+    }
+    if version_ids(query).chain(version_ids(source_query)).any(|v| v != "null") {
         return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
     }
     Ok(())
@@ -73,14 +74,14 @@ fn refuse_version_ids(cx: &S3AccessContext<'_>) -> S3Result<()> {
 
 /// The configured key pairs. Unlike s3s's `SimpleAuth` (which answers
 /// `NotSignedUp`), an unknown key gets AWS's `InvalidAccessKeyId`.
-pub struct KeyPairs(pub std::collections::HashMap<String, String>);
+pub struct KeyPairs(pub crate::endpoint::sigv4::Keys);
 
 #[async_trait::async_trait]
 impl s3s::auth::S3Auth for KeyPairs {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
-        match self.0.get(access_key) {
-            Some(secret) => Ok(secret.clone().into()),
-            None => {
+        match self.0.secret(access_key) {
+            Ok(secret) => Ok(secret.to_owned().into()),
+            Err(_) => {
                 Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
             }
         }

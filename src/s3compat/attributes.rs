@@ -30,14 +30,15 @@ pub async fn get(
     let wants = |name: &str| names.contains(&name);
     let (record, _) = api.load_object(&input.bucket, &input.key)?;
     let sums = &record.checksums;
-    let has_sum = [&sums.crc32, &sums.crc32c, &sums.crc64nvme, &sums.sha1, &sums.sha256].iter().any(|s| s.is_some());
-    let checksum = (wants(ObjectAttributes::CHECKSUM) && has_sum).then(|| Checksum {
+    // Unlike GetObject, a COMPOSITE value comes without its `-{parts}` here
+    // (ObjectParts counts them).
+    let checksum = wants(ObjectAttributes::CHECKSUM).then(|| record.checksum_type()).flatten().map(|kind| Checksum {
         checksum_crc32: sums.crc32.clone(),
         checksum_crc32c: sums.crc32c.clone(),
         checksum_crc64nvme: sums.crc64nvme.clone(),
         checksum_sha1: sums.sha1.clone(),
         checksum_sha256: sums.sha256.clone(),
-        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        checksum_type: Some(kind),
     });
     let object_parts = (wants(ObjectAttributes::OBJECT_PARTS) && record.parts.is_some())
         .then(|| parts_page(&record, input.max_parts, input.part_number_marker));

@@ -2,38 +2,45 @@
 //! (sent as headers or as aws-chunked trailers). Pure functions over what
 //! the client claimed and what [`super::ingest`] computed.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
-use s3s::dto::{self, ChecksumAlgorithm};
+use s3s::dto::{self, ChecksumAlgorithm, ChecksumType};
 use s3s::{S3Error, S3Result, TrailingHeaders, s3_error};
 
-use super::meta::Checksums;
+use super::meta::{Checksums, UploadChecksum};
 
-const ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
-
-/// A hasher for every algorithm the client named: in a header value, as the
+/// Every algorithm the client named (lowercase): in a header value, as the
 /// declared algorithm, or as a promised trailer (`x-amz-trailer`).
-pub fn hasher_for(claimed: &Checksums, algorithm: Option<&ChecksumAlgorithm>, headers: &HeaderMap) -> ChecksumHasher {
-    let mut wanted: Vec<String> = Vec::new();
+pub fn named(claimed: &Checksums, algorithm: Option<&ChecksumAlgorithm>, headers: &HeaderMap) -> Vec<String> {
+    let mut named: Vec<String> =
+        claimed.fields().iter().filter(|(_, v)| v.is_some()).map(|(n, _)| (*n).to_owned()).collect();
     if let Some(a) = algorithm {
-        wanted.push(a.as_str().to_ascii_lowercase());
+        named.push(a.as_str().to_ascii_lowercase());
     }
     for t in headers.get_all("x-amz-trailer") {
         if let Ok(t) = t.to_str() {
             for name in t.split(',') {
                 if let Some(alg) = name.trim().to_ascii_lowercase().strip_prefix("x-amz-checksum-") {
-                    wanted.push(alg.to_owned());
+                    named.push(alg.to_owned());
                 }
             }
         }
     }
-    let want = |name: &str, value: &Option<String>| value.is_some() || wanted.iter().any(|w| w == name);
+    named
+}
+
+/// A hasher for every algorithm the client named (see [`named`]).
+pub fn hasher_for(claimed: &Checksums, algorithm: Option<&ChecksumAlgorithm>, headers: &HeaderMap) -> ChecksumHasher {
+    let wanted = named(claimed, algorithm, headers);
+    let want = |name: &str| wanted.iter().any(|w| w == name);
     ChecksumHasher {
-        crc32: want("crc32", &claimed.crc32).then(Default::default),
-        crc32c: want("crc32c", &claimed.crc32c).then(Default::default),
-        crc64nvme: want("crc64nvme", &claimed.crc64nvme).then(Default::default),
-        sha1: want("sha1", &claimed.sha1).then(Default::default),
-        sha256: want("sha256", &claimed.sha256).then(Default::default),
+        crc32: want("crc32").then(Default::default),
+        crc32c: want("crc32c").then(Default::default),
+        crc64nvme: want("crc64nvme").then(Default::default),
+        sha1: want("sha1").then(Default::default),
+        sha256: want("sha256").then(Default::default),
     }
 }
 
@@ -53,16 +60,10 @@ pub fn merge_trailers(
             return Err(s3_error!(IncompleteBody, "The trailer {name} that x-amz-trailer announced did not arrive."));
         }
     }
-    for alg in ALGORITHMS {
-        let Some(v) = map.get(format!("x-amz-checksum-{alg}")).and_then(|v| v.to_str().ok()) else { continue };
-        let slot = match alg {
-            "crc32" => &mut claimed.crc32,
-            "crc32c" => &mut claimed.crc32c,
-            "crc64nvme" => &mut claimed.crc64nvme,
-            "sha1" => &mut claimed.sha1,
-            _ => &mut claimed.sha256,
-        };
-        *slot = Some(v.to_owned());
+    for (alg, slot) in claimed.fields_mut() {
+        if let Some(v) = map.get(format!("x-amz-checksum-{alg}")).and_then(|v| v.to_str().ok()) {
+            *slot = Some(v.to_owned());
+        }
     }
     Ok(())
 }
@@ -71,28 +72,133 @@ pub fn merge_trailers(
 /// Returns the verified set, which is stored with the object.
 pub fn verify(claimed: &Checksums, computed: dto::Checksum) -> S3Result<Checksums> {
     let computed = Checksums::from(computed);
-    let pairs = [
-        ("CRC32", &claimed.crc32, &computed.crc32),
-        ("CRC32C", &claimed.crc32c, &computed.crc32c),
-        ("CRC64NVME", &claimed.crc64nvme, &computed.crc64nvme),
-        ("SHA1", &claimed.sha1, &computed.sha1),
-        ("SHA256", &claimed.sha256, &computed.sha256),
-    ];
-    for (name, want, got) in pairs {
-        if let Some(want) = want
-            && Some(want) != got.as_ref()
-        {
-            return Err(bad_digest(&format!("The {name} you specified did not match the calculated checksum.")));
+    for ((name, want), (_, got)) in claimed.fields().into_iter().zip(computed.fields()) {
+        if want.is_some_and(|want| Some(want) != got) {
+            return Err(mismatch(name));
         }
     }
     Ok(computed)
 }
 
+/// The object checksum a CreateMultipartUpload asks for, refused as AWS
+/// refuses it: a type needs an algorithm, CRC64NVME is only ever
+/// FULL_OBJECT, SHA-1 and SHA-256 only COMPOSITE. Without a type the CRCs
+/// are COMPOSITE and CRC64NVME FULL_OBJECT.
+pub fn upload_checksum(
+    algorithm: Option<&ChecksumAlgorithm>,
+    kind: Option<&ChecksumType>,
+) -> S3Result<Option<UploadChecksum>> {
+    let Some(algorithm) = algorithm else {
+        return match kind {
+            None => Ok(None),
+            Some(_) => Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            )),
+        };
+    };
+    let name = algorithm.as_str().to_ascii_lowercase();
+    if !Checksums::NAMES.contains(&name.as_str()) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, \
+             CRC64NVME, SHA1, SHA256]"
+        ));
+    }
+    let full_object = match kind.map(ChecksumType::as_str) {
+        None => name == "crc64nvme",
+        Some(ChecksumType::FULL_OBJECT) => true,
+        Some(ChecksumType::COMPOSITE) => false,
+        Some(_) => return Err(s3_error!(InvalidRequest, "Value for x-amz-checksum-type header is invalid.")),
+    };
+    if full_object && crc_of(&name).is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The FULL_OBJECT checksum type cannot be used with the {name} checksum algorithm."
+        ));
+    }
+    if !full_object && name == "crc64nvme" {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."
+        ));
+    }
+    Ok(Some(UploadChecksum { algorithm: name, full_object }))
+}
+
+/// The checksum of an object assembled from `parts` (each part's size and
+/// stored checksums), without the `-N` that COMPOSITE values carry on the
+/// wire: FULL_OBJECT is the CRC of the whole object, combined from the
+/// parts' CRCs without reading a byte again; COMPOSITE is the algorithm
+/// over the parts' digests, concatenated. `None` when a part was stored
+/// without the algorithm (an upload begun before parts kept it).
+pub fn object_checksum(how: &UploadChecksum, parts: &[(u64, &Checksums)]) -> Option<String> {
+    let digests = parts
+        .iter()
+        .map(|(size, sums)| Some((*size, BASE64.decode(sums.get(&how.algorithm)?).ok()?)))
+        .collect::<Option<Vec<_>>>()?;
+    if how.full_object {
+        let (crc, width) = crc_of(&how.algorithm)?;
+        let mut whole: Option<u64> = None;
+        for (size, digest) in digests {
+            let mut be = [0u8; 8];
+            be.get_mut(8 - width..)?.copy_from_slice(digest.get(..width).filter(|_| digest.len() == width)?);
+            let part = u64::from_be_bytes(be);
+            whole = Some(whole.map_or(part, |w| crc_fast::checksum_combine(crc, w, part, size)));
+        }
+        Some(BASE64.encode(&whole?.to_be_bytes()[8 - width..]))
+    } else {
+        let algorithm = ChecksumAlgorithm::from(how.algorithm.to_ascii_uppercase());
+        let mut hasher = hasher_for(&Checksums::default(), Some(&algorithm), &HeaderMap::new());
+        for (_, digest) in digests {
+            hasher.update(&digest);
+        }
+        Checksums::from(hasher.finalize()).get(&how.algorithm).cloned()
+    }
+}
+
+/// A CRC algorithm as `crc-fast` names it, with its width in bytes.
+fn crc_of(algorithm: &str) -> Option<(crc_fast::CrcAlgorithm, usize)> {
+    match algorithm {
+        "crc32" => Some((crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4)),
+        "crc32c" => Some((crc_fast::CrcAlgorithm::Crc32Iscsi, 4)),
+        "crc64nvme" => Some((crc_fast::CrcAlgorithm::Crc64Nvme, 8)),
+        _ => None,
+    }
+}
+
+/// A CompleteMultipartUpload's own claims on the object checksum: its type
+/// (`BadDigest` if not the upload's), and a value of the upload's algorithm,
+/// which must be the one computed (`BadDigest`; a COMPOSITE value may come
+/// with or without its `-N`).
+pub fn verify_object_claim(
+    how: &UploadChecksum,
+    kind: Option<&ChecksumType>,
+    claimed: &Checksums,
+    computed: Option<&str>,
+) -> S3Result<()> {
+    if let Some(kind) = kind {
+        let expected = if how.full_object { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE };
+        if kind.as_str() != expected {
+            return Err(bad_digest(&format!(
+                "The upload was created using the {expected} checksum mode. The complete request must use the same \
+                 checksum mode."
+            )));
+        }
+    }
+    if let (Some(claim), Some(computed)) = (claimed.get(&how.algorithm), computed) {
+        let bare = if how.full_object { claim.as_str() } else { claim.split('-').next().unwrap_or_default() };
+        if bare != computed {
+            return Err(mismatch(&how.algorithm));
+        }
+    }
+    Ok(())
+}
+
 /// `Content-MD5` must be base64 of 16 bytes (`InvalidDigest`) and match (`BadDigest`).
 pub fn verify_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> S3Result<()> {
     let Some(claimed) = content_md5 else { return Ok(()) };
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
+    let decoded = BASE64
         .decode(claimed.trim())
         .ok()
         .filter(|d| d.len() == 16)
@@ -101,6 +207,11 @@ pub fn verify_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> S3Result
         return Err(bad_digest("The Content-MD5 you specified did not match what we received."));
     }
     Ok(())
+}
+
+fn mismatch(algorithm: &str) -> S3Error {
+    let name = algorithm.to_ascii_uppercase();
+    bad_digest(&format!("The {name} you specified did not match the calculated checksum."))
 }
 
 fn bad_digest(msg: &str) -> S3Error {

@@ -127,13 +127,7 @@ pub struct Claims<'a> {
 macro_rules! claims_of {
     ($input:ident, $headers:ident, $trailers:ident) => {
         $crate::s3compat::ingest::Claims {
-            checksums: $crate::s3compat::meta::Checksums {
-                crc32: $input.checksum_crc32.take(),
-                crc32c: $input.checksum_crc32c.take(),
-                crc64nvme: $input.checksum_crc64nvme.take(),
-                sha1: $input.checksum_sha1.take(),
-                sha256: $input.checksum_sha256.take(),
-            },
+            checksums: $crate::s3compat::meta::checksums_of!($input),
             algorithm: $input.checksum_algorithm.as_ref(),
             content_md5: $input.content_md5.as_deref(),
             headers: &$headers,

@@ -111,6 +111,68 @@ pub struct Checksums {
     pub sha256: Option<String>,
 }
 
+impl Checksums {
+    /// The algorithms, named as in `x-amz-checksum-{name}`, in field order.
+    pub const NAMES: [&'static str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+
+    /// Each algorithm's name with this set's value of it.
+    pub fn fields(&self) -> [(&'static str, Option<&String>); 5] {
+        let [a, b, c, d, e] = Self::NAMES;
+        [
+            (a, self.crc32.as_ref()),
+            (b, self.crc32c.as_ref()),
+            (c, self.crc64nvme.as_ref()),
+            (d, self.sha1.as_ref()),
+            (e, self.sha256.as_ref()),
+        ]
+    }
+
+    /// Each algorithm's name with this set's slot for it.
+    pub fn fields_mut(&mut self) -> [(&'static str, &mut Option<String>); 5] {
+        let [a, b, c, d, e] = Self::NAMES;
+        [
+            (a, &mut self.crc32),
+            (b, &mut self.crc32c),
+            (c, &mut self.crc64nvme),
+            (d, &mut self.sha1),
+            (e, &mut self.sha256),
+        ]
+    }
+
+    /// The value of one algorithm (named as in [`Self::NAMES`]).
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.fields().into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields().iter().all(|(_, v)| v.is_none())
+    }
+
+    /// A set holding one algorithm's value.
+    pub fn only(name: &str, value: String) -> Self {
+        let mut sums = Self::default();
+        if let Some((_, slot)) = sums.fields_mut().into_iter().find(|(n, _)| *n == name) {
+            *slot = Some(value);
+        }
+        sums
+    }
+}
+
+/// The `checksum_*` fields of an s3s input or output (they share the names),
+/// as [`Checksums`].
+macro_rules! checksums_of {
+    ($x:expr) => {
+        $crate::s3compat::meta::Checksums {
+            crc32: $x.checksum_crc32.clone(),
+            crc32c: $x.checksum_crc32c.clone(),
+            crc64nvme: $x.checksum_crc64nvme.clone(),
+            sha1: $x.checksum_sha1.clone(),
+            sha256: $x.checksum_sha256.clone(),
+        }
+    };
+}
+pub(crate) use checksums_of;
+
 impl From<dto::Checksum> for Checksums {
     fn from(c: dto::Checksum) -> Self {
         Self {
@@ -148,6 +210,33 @@ pub struct ObjectMeta {
     /// The object's tag set (x-amz-tagging, PutObjectTagging).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<dto::Tag>,
+    /// Whether `checksums` holds a checksum of the parts' checksums
+    /// (AWS's COMPOSITE type) rather than one of the whole object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub composite: bool,
+}
+
+impl ObjectMeta {
+    /// The checksums as GetObject, HeadObject and CompleteMultipartUpload
+    /// show them: a COMPOSITE value ends in `-{parts}`.
+    pub fn shown_checksums(&self) -> Checksums {
+        let mut sums = self.checksums.clone();
+        if self.composite {
+            let parts = self.parts.unwrap_or(1);
+            for (_, slot) in sums.fields_mut() {
+                if let Some(v) = slot {
+                    v.push_str(&format!("-{parts}"));
+                }
+            }
+        }
+        sums
+    }
+
+    /// `COMPOSITE` or `FULL_OBJECT` when the object carries a checksum.
+    pub fn checksum_type(&self) -> Option<dto::ChecksumType> {
+        let kind = if self.composite { dto::ChecksumType::COMPOSITE } else { dto::ChecksumType::FULL_OBJECT };
+        (!self.checksums.is_empty()).then(|| dto::ChecksumType::from_static(kind))
+    }
 }
 
 /// What an assembled object remembers of one of its parts.
@@ -169,6 +258,18 @@ pub struct UploadMeta {
     /// `x-amz-tagging` of CreateMultipartUpload, given to the object.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<dto::Tag>,
+    /// The checksum CreateMultipartUpload asked the object to carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<UploadChecksum>,
+}
+
+/// A multipart upload's object checksum: its algorithm (named as in
+/// [`Checksums::NAMES`]) and whether it covers the whole object
+/// (`FULL_OBJECT`) or the parts' checksums (`COMPOSITE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    pub algorithm: String,
+    pub full_object: bool,
 }
 
 /// One uploaded part (`parts` tree, keyed by `upload_id NUL part_number(BE)`).
@@ -259,6 +360,7 @@ mod tests {
             parts: None,
             part_list: Vec::new(),
             tags: Vec::new(),
+            composite: false,
         };
         let v = encode_object(&meta, b"xyz").unwrap();
         let (back, range) = decode_object(&v).unwrap();

@@ -77,11 +77,11 @@ pub fn service(config: &Config) -> Result<S3Front, S3CompatError> {
         events: Arc::clone(&events),
     };
     let mut builder = S3ServiceBuilder::new(api);
-    builder.set_auth(access::KeyPairs(config.credentials().into_iter().collect()));
+    let keys = crate::endpoint::sigv4::Keys::new(config.credentials());
+    builder.set_auth(access::KeyPairs(keys.clone()));
     builder.set_access(access::PublicReads { public_bucket: config.buckets.public.clone() });
     builder.set_host(hosts.clone());
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(body_limits()))));
-    let keys = crate::endpoint::sigv4::Keys::new(config.credentials());
     Ok(S3Front::new(builder.build(), store, Arc::new(hosts), events, keys))
 }
 

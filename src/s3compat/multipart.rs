@@ -12,10 +12,11 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::api::S3Api;
+use super::checksums;
 use super::conditions::copy_source_conditions;
 use super::error::StoreError;
 use super::ingest::{self, Stored, claims_of};
-use super::meta::{self, Checksums, ObjectMeta, PartMeta, PartSummary, UploadMeta, attrs_of};
+use super::meta::{self, Checksums, ObjectMeta, PartMeta, PartSummary, UploadMeta, attrs_of, checksums_of};
 use super::store::PutCondition;
 use super::tagging;
 
@@ -30,21 +31,23 @@ pub async fn create(
     let input = req.input;
     api.require_bucket(&input.bucket)?;
     meta::check_user_metadata(input.metadata.as_ref())?;
+    let checksum = checksums::upload_checksum(input.checksum_algorithm.as_ref(), input.checksum_type.as_ref())?;
     let id = super::blob::BlobDir::new_id();
-    let checksum_algorithm = input.checksum_algorithm.clone();
     let upload = UploadMeta {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
         initiated_ms: meta::now_ms(),
         tags: tagging::from_header(input.tagging.as_deref())?,
         attrs: attrs_of!(input),
+        checksum: checksum.clone(),
     };
     api.store.create_upload(&id, &upload).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(id),
-        checksum_algorithm,
+        checksum_algorithm: input.checksum_algorithm,
+        checksum_type: checksum.map(|c| checksum_type(c.full_object)),
         ..Default::default()
     }))
 }
@@ -63,6 +66,15 @@ fn upload_of(api: &S3Api, bucket: &str, key: &str, id: &str) -> S3Result<UploadM
     }
 }
 
+/// The algorithm an upload's parts are checksummed with, as a request names it.
+fn part_algorithm(upload: &UploadMeta) -> Option<ChecksumAlgorithm> {
+    upload.checksum.as_ref().map(|c| ChecksumAlgorithm::from(c.algorithm.to_ascii_uppercase()))
+}
+
+fn checksum_type(full_object: bool) -> ChecksumType {
+    ChecksumType::from_static(if full_object { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE })
+}
+
 fn part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PART_NUMBER).contains(&n) {
         Ok(n as u32)
@@ -74,9 +86,25 @@ fn part_number(n: i32) -> S3Result<u32> {
 pub async fn upload_part(api: &S3Api, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
     let S3Request { mut input, headers, trailing_headers, .. } = req;
     let number = part_number(input.part_number)?;
-    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let upload = upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
     let body = input.body.take();
-    let claims = claims_of!(input, headers, trailing_headers);
+    let mut claims = claims_of!(input, headers, trailing_headers);
+    // A part of an upload created with a checksum algorithm always gets
+    // that checksum, which the object's checksum is made from.
+    let upload_algorithm = part_algorithm(&upload);
+    if let Some(how) = &upload.checksum {
+        let named = checksums::named(&claims.checksums, claims.algorithm, &headers);
+        if let Some(other) = named.iter().find(|n| **n != how.algorithm)
+            && !named.contains(&how.algorithm)
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {other}",
+                how.algorithm
+            ));
+        }
+        claims.algorithm = upload_algorithm.as_ref();
+    }
     let (ingested, verified) = ingest::ingest_verified(&api.store, body, claims, 0, input.content_length).await?;
     let Stored::Blob(blob) = &ingested.stored else {
         return Err(StoreError::Corrupt("part stored inline".into()).into());
@@ -109,7 +137,7 @@ pub async fn upload_part_copy(
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let number = part_number(input.part_number)?;
-    upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
+    let upload = upload_of(api, &input.bucket, &input.key, &input.upload_id)?;
     let CopySource::Bucket { bucket: src_bucket, key: src_key, .. } = &input.copy_source else {
         return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
     };
@@ -123,11 +151,15 @@ pub async fn upload_part_copy(
     }
     // The range streams from the source blob into the new part's temp file
     // in bounded batches: never whole in memory, whatever its size.
+    let hasher = || {
+        let algorithm = part_algorithm(&upload);
+        checksums::hasher_for(&Checksums::default(), algorithm.as_ref(), &http::HeaderMap::new())
+    };
     let ingested = match &src.blob {
         None => {
             let bytes = inline.slice(start as usize..(start + len) as usize);
             let body = futures_util::stream::iter([Ok::<Bytes, s3s::StdError>(bytes)]);
-            ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?
+            ingest::ingest(&api.store, body, hasher(), 0, Some(len)).await?
         }
         Some(id) => {
             let body = match api.store.read_stream(id, start, len).await {
@@ -137,7 +169,7 @@ pub async fn upload_part_copy(
                 }
                 Err(e) => return Err(StoreError::from(e).into()),
             };
-            ingest::ingest(&api.store, body, Default::default(), 0, Some(len)).await?
+            ingest::ingest(&api.store, body, hasher(), 0, Some(len)).await?
         }
     };
     let Stored::Blob(blob) = &ingested.stored else {
@@ -149,16 +181,21 @@ pub async fn upload_part_copy(
         md5: ingested.etag(),
         modified_ms: meta::now_ms(),
         blob: blob.clone(),
-        checksums: Default::default(),
+        checksums: Checksums::from(ingested.checksum.clone()),
     };
     if !api.store.put_part(&input.upload_id, number, &part).await? {
         return Err(s3_error!(NoSuchUpload, "The specified upload does not exist."));
     }
+    let sums = part.checksums;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),
             last_modified: Some(meta::timestamp(part.modified_ms)),
-            ..Default::default()
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
         }),
         ..Default::default()
     }))
@@ -194,15 +231,8 @@ fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
 /// Whether every checksum a CompleteMultipartUpload names for a part is
 /// the one that part was stored with (AWS answers `InvalidPart` when not).
 /// One the part was stored without cannot be compared and is let through.
-fn checksums_agree(part: &CompletedPart, stored: &Checksums) -> bool {
-    let pairs = [
-        (&part.checksum_crc32, &stored.crc32),
-        (&part.checksum_crc32c, &stored.crc32c),
-        (&part.checksum_crc64nvme, &stored.crc64nvme),
-        (&part.checksum_sha1, &stored.sha1),
-        (&part.checksum_sha256, &stored.sha256),
-    ];
-    pairs.iter().all(|(claimed, kept)| match (claimed, kept) {
+fn checksums_agree(claimed: &Checksums, stored: &Checksums) -> bool {
+    claimed.fields().into_iter().zip(stored.fields()).all(|((_, claimed), (_, kept))| match (claimed, kept) {
         (Some(claimed), Some(kept)) => claimed == kept,
         _ => true,
     })
@@ -232,10 +262,28 @@ pub async fn complete(
                 "The list of parts was not in ascending order. Parts must be ordered by part number."
             ));
         }
+        let claimed = checksums_of!(p);
+        if let Some(how) = &upload.checksum {
+            // AWS: parts of a checksummed upload are numbered 1, 2, 3, ...
+            if n != previous + 1 {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "The parts of an upload with checksums must be numbered consecutively from 1."
+                ));
+            }
+            if !how.full_object && claimed.get(&how.algorithm).is_none() {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "The upload was created using a {} checksum. The complete request must include the checksum for each \
+                     part. It was missing for part {n} in the request.",
+                    how.algorithm
+                ));
+            }
+        }
         previous = n;
         let part = stored
             .get(&n)
-            .filter(|s| p.e_tag.as_ref().is_none_or(|e| e.value() == s.etag) && checksums_agree(p, &s.checksums))
+            .filter(|s| p.e_tag.as_ref().is_none_or(|e| e.value() == s.etag) && checksums_agree(&claimed, &s.checksums))
             .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."))?;
         chosen.push(part);
     }
@@ -248,6 +296,23 @@ pub async fn complete(
     }
     let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
     let size: u64 = chosen.iter().map(|p| p.size).sum();
+    if input.mpu_object_size.is_some_and(|declared| u64::try_from(declared).ok() != Some(size)) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The provided 'x-amz-mp-object-size' header value does not match what was computed: {size}"
+        ));
+    }
+    let (mut object_sums, mut composite) = (Checksums::default(), false);
+    if let Some(how) = &upload.checksum {
+        let parts: Vec<(u64, &Checksums)> = chosen.iter().map(|p| (p.size, &p.checksums)).collect();
+        let computed = checksums::object_checksum(how, &parts);
+        let claimed = checksums_of!(input);
+        checksums::verify_object_claim(how, input.checksum_type.as_ref(), &claimed, computed.as_deref())?;
+        if let Some(value) = computed {
+            object_sums = Checksums::only(&how.algorithm, value);
+            composite = !how.full_object;
+        }
+    }
     let blob_ids: Vec<String> = chosen.iter().map(|p| p.blob.clone()).collect();
     let bucket_meta = api.bucket(&input.bucket)?;
     let blob = api.store.concat_blobs(blob_ids).await?;
@@ -257,10 +322,11 @@ pub async fn complete(
         modified_ms: meta::now_ms(),
         blob: Some(blob.clone()),
         attrs: upload.attrs.clone(),
-        checksums: Default::default(),
+        checksums: object_sums,
         parts: Some(chosen.len() as u32),
         part_list: chosen.iter().map(|p| PartSummary { size: p.size, checksums: p.checksums.clone() }).collect(),
         tags: upload.tags.clone(),
+        composite,
     };
     let cond = PutCondition::from_headers(input.if_match, input.if_none_match.as_ref());
     let name = super::events::EventName::CompleteMultipartUpload;
@@ -278,11 +344,18 @@ pub async fn complete(
             };
         }
     }
+    let (sums, checksum_type) = (record.shown_checksums(), record.checksum_type());
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         bucket: Some(input.bucket),
         key: Some(input.key),
         e_tag: Some(ETag::Strong(etag)),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_type,
         ..Default::default()
     }))
 }

@@ -42,8 +42,10 @@ pub async fn put(
         return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
     }
     api.delivered_later(&events);
+    let checksum_type = record.checksum_type();
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(record.etag)),
+        checksum_type,
         checksum_crc32: verified.crc32,
         checksum_crc32c: verified.crc32c,
         checksum_crc64nvme: verified.crc64nvme,
@@ -69,6 +71,7 @@ fn record_for(ingested: &Ingested, attrs: Attrs, checksums: meta::Checksums) -> 
         parts: None,
         part_list: Vec::new(),
         tags: Vec::new(),
+        composite: false,
     };
     (record, inline)
 }
@@ -77,7 +80,7 @@ fn record_for(ingested: &Ingested, attrs: Attrs, checksums: meta::Checksums) -> 
 /// same fields): the stored headers, with the request's `response-*`
 /// overrides, for `len` bytes of the object.
 macro_rules! described {
-    ($out:ident, $input:ident, $record:ident, $len:expr, $content_range:expr, $sums:expr) => {{
+    ($out:ident, $input:ident, $record:ident, $len:expr, $content_range:expr, $sums:expr, $sums_type:expr) => {{
         let sums: meta::Checksums = $sums;
         let parts_count = $record.parts.and_then(|p| i32::try_from(p).ok());
         let modified = meta::timestamp($record.modified_ms);
@@ -110,6 +113,7 @@ macro_rules! described {
             checksum_crc64nvme: sums.crc64nvme,
             checksum_sha1: sums.sha1,
             checksum_sha256: sums.sha256,
+            checksum_type: $sums_type,
             parts_count,
             ..Default::default()
         }
@@ -125,9 +129,12 @@ pub async fn get(api: &S3Api, req: S3Request<GetObjectInput>) -> S3Result<S3Resp
     let (start, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
     let body = read_body(api, &input.bucket, &input.key, record.clone(), inline, start, len).await?;
     // A range's bytes do not carry the whole object's checksums.
-    let sums = if content_range.is_none() { record.checksums.clone() } else { meta::Checksums::default() };
+    let (sums, sums_type) = match content_range {
+        None => (record.shown_checksums(), record.checksum_type()),
+        Some(_) => Default::default(),
+    };
     let tag_count = (!record.tags.is_empty()).then(|| i32::try_from(record.tags.len()).unwrap_or(i32::MAX));
-    let mut out = described!(GetObjectOutput, input, record, len, content_range, sums);
+    let mut out = described!(GetObjectOutput, input, record, len, content_range, sums, sums_type);
     out.body = Some(body);
     out.tag_count = tag_count;
     Ok(S3Response::new(out))
@@ -140,8 +147,8 @@ pub async fn head(api: &S3Api, req: S3Request<HeadObjectInput>) -> S3Result<S3Re
         return Err(e);
     }
     let (_, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
-    let sums = record.checksums.clone();
-    Ok(S3Response::new(described!(HeadObjectOutput, input, record, len, content_range, sums)))
+    let (sums, sums_type) = (record.shown_checksums(), record.checksum_type());
+    Ok(S3Response::new(described!(HeadObjectOutput, input, record, len, content_range, sums, sums_type)))
 }
 
 /// `(start, length, Content-Range)`; an unsatisfiable range is `InvalidRange` (416).

@@ -711,6 +711,7 @@ mod tests {
                         parts: None,
                         part_list: Vec::new(),
                         tags: Vec::new(),
+                        composite: false,
                     };
                     store.put_object("b", &format!("k{i}"), &record, b"x", &PutCondition::None, &[]).await
                 })
