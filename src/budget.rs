@@ -39,6 +39,13 @@ pub struct Pace {
 /// KiB/s, keeping a 64 MiB budget spent takes a steady 640 KiB/s or more.
 pub const HELD_PACE: Pace = Pace { grace: Duration::from_secs(5), rate: 32 * 1024 };
 
+impl Pace {
+    /// When the next bytes are due, `done` bytes after `start`.
+    pub fn due(&self, start: tokio::time::Instant, done: usize) -> tokio::time::Instant {
+        start + self.grace + Duration::from_secs_f64(done as f64 / self.rate.max(1) as f64)
+    }
+}
+
 /// Bytes that may be held at once; cheap to clone (one budget shared).
 #[derive(Clone, Debug)]
 pub struct BodyBudget {
@@ -91,8 +98,7 @@ where
     let start = tokio::time::Instant::now();
     let mut out = BytesMut::new();
     loop {
-        let due = start + pace.grace + Duration::from_secs_f64(out.len() as f64 / pace.rate.max(1) as f64);
-        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+        let frame = match tokio::time::timeout_at(pace.due(start, out.len()), body.frame()).await {
             Err(_) => return Err(ReadError::TooSlow),
             Ok(None) => return Ok(out.freeze()),
             Ok(Some(Err(e))) => return Err(ReadError::Body(e.to_string())),

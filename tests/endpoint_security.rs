@@ -164,6 +164,65 @@ async fn a_signed_sts_or_s3_request_cannot_carry_another_body() {
     server.shutdown().await;
 }
 
+/// `wire` with one more header, added after signing.
+fn with_header(wire: &Wire, name: &str, value: &str) -> Wire {
+    let mut headers = wire.headers.clone();
+    headers.push((name.to_owned(), value.to_owned()));
+    Wire { method: wire.method, url: wire.url.clone(), headers }
+}
+
+#[tokio::test]
+async fn x_amz_headers_added_after_signing_are_refused() {
+    let server = TestServer::start(&[Role::S3, Role::Sqs]).await;
+    let ep = server.endpoint();
+    let s3 = server.s3().await;
+    s3.create_bucket().bucket("private").send().await.unwrap();
+    s3.put_object().bucket("private").key("secret").body(b"secret bytes".to_vec().into()).send().await.unwrap();
+    s3.create_bucket().bucket("drop").send().await.unwrap();
+
+    // A presigned PUT (what a browser upload is given) and a header-signed
+    // PUT, each bent into a copy of the private object.
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(300));
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let url = format!("{ep}/drop/upload");
+    let presigned = sign_with("PUT", &url, &[], SignableBody::UnsignedPayload, "s3", settings);
+    let header_signed = signed("PUT", &url, &[], b"", "s3");
+    for wire in [&presigned, &header_signed] {
+        let (status, _, text) = send(&with_header(wire, "x-amz-copy-source", "private/secret"), vec![]).await;
+        assert_eq!(status, 403, "{text}");
+        assert_eq!(xml_code(&text), Some("AccessDenied"), "{text}");
+        assert!(text.contains("<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>"), "{text}");
+        assert!(s3.head_object().bucket("drop").key("upload").send().await.is_err(), "nothing was copied");
+    }
+    let (status, _, text) = send(&presigned, b"the upload".to_vec()).await;
+    assert_eq!(status, 200, "the URL as given still works: {text}");
+
+    // SQS JSON: a captured ReceiveMessage whose X-Amz-Target was left
+    // unsigned, replayed as PurgeQueue.
+    let sqs = server.sqs().await;
+    let queue = sqs.create_queue().queue_name("kept").send().await.unwrap().queue_url.unwrap();
+    sqs.send_message().queue_url(&queue).message_body("keep me").send().await.unwrap();
+    let body = format!(r#"{{"QueueUrl":"{queue}"}}"#).into_bytes();
+    let wire = signed("POST", &format!("{ep}/"), &[("content-type", "application/x-amz-json-1.0")], &body, "sqs");
+    let (status, headers, text) = send(&with_header(&wire, "x-amz-target", "AmazonSQS.PurgeQueue"), body).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(headers["x-amzn-query-error"], "IncompleteSignature;Sender");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let left =
+        attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages));
+    assert_eq!(left.map(String::as_str), Some("1"), "the queue was not purged");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn unsigned_requests_get_missing_authentication_token() {
     let server = TestServer::start(&[Role::S3, Role::Sqs]).await;

@@ -618,6 +618,10 @@ async fn authentication_and_anonymous_reads() {
     assert_eq!(http.delete(format!("{ep}/{public}/avatar")).send().await.unwrap().status(), 403);
     assert_eq!(http.get(format!("{ep}/{public}")).send().await.unwrap().status(), 403);
     assert_eq!(http.get(format!("{ep}/")).send().await.unwrap().status(), 403);
+    // An anonymous link may not ask for other response headers (text/html).
+    let r = http.get(format!("{ep}/{public}/avatar?response-content-type=text%2Fhtml")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("<Code>InvalidRequest</Code>"));
 
     // Presigned URLs work for GET and PUT, and a tampered one does not.
     let presign = PresigningConfig::expires_in(std::time::Duration::from_secs(300)).unwrap();

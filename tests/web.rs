@@ -398,6 +398,27 @@ async fn upload_without_length_over_the_held_limit_gets_411() {
     server.shutdown().await;
 }
 
+/// A body held whole (no `Content-Length`) must keep coming: one that
+/// stalls would hold its share of the budget every such upload draws on.
+#[tokio::test]
+async fn upload_without_length_that_stalls_gets_408() {
+    let server = start().await;
+    let head = format!(
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let first = png_alpha(8, 8);
+    // One chunk, then nothing: the body never ends.
+    let framed = [format!("{:x}\r\n", first.len()).into_bytes(), first, b"\r\n".to_vec()].concat();
+    let (code, body) = raw_exchange(web_addr(&server), head, vec![framed], false).await;
+    assert_eq!(code, Some(408), "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).expect("json");
+    check_error_shape(&json, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(json["errno"], 134);
+    assert!(private_originals(&server).await.is_empty());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn upload_whose_body_ends_early_stores_nothing() {
     let server = start().await;

@@ -255,6 +255,13 @@ impl Keys {
                 return Err(AuthError::Expired(signed.amz_date.clone()));
             }
         }
+        let unsigned = not_signed(&parts.headers, &signed.signed_headers);
+        if !unsigned.is_empty() {
+            return Err(AuthError::Incomplete(format!(
+                "Every x-amz-* header must be signed; not in SignedHeaders: {}.",
+                unsigned.join(", ")
+            )));
+        }
         let canonical = canonical_request(parts, payload, &signed)?;
         let scope = format!("{}/{}/{}/aws4_request", signed.date, signed.region, signed.service);
         let string_to_sign = format!(
@@ -408,6 +415,39 @@ pub fn claims(headers: &http::HeaderMap, uri: &http::Uri) -> impl Iterator<Item 
 pub fn signed_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<(String, bool)> {
     let claim = claims(headers, uri).find(|c| c.regional)?;
     Some((claim.region()?.to_owned(), claim.presigned))
+}
+
+/// The `x-amz-*` headers a SigV4 request (header or presigned) carries
+/// without having signed them; empty for any other request. AWS refuses
+/// such a request: anyone who saw it could add one, and one header changes
+/// what it does (`x-amz-copy-source` turns a PUT into a copy of any object,
+/// `x-amz-target` a receive into a purge). Read before the signature is
+/// checked; the signature check then covers every header that is left.
+pub fn unsigned_amz_headers(headers: &http::HeaderMap, uri: &http::Uri) -> Vec<String> {
+    let from_header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|auth| auth.starts_with("AWS4-"))
+        .map(|auth| {
+            auth.split_once("SignedHeaders=")
+                .map_or("", |(_, rest)| rest.split([',', ' ']).next().unwrap_or(""))
+                .to_owned()
+        });
+    let Some(signed) = from_header.or_else(|| uri_query_param(uri, "X-Amz-SignedHeaders")) else {
+        return Vec::new();
+    };
+    let signed: Vec<String> = signed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect();
+    not_signed(headers, &signed)
+}
+
+/// The `x-amz-*` headers present but not in `signed` (lowercase names).
+fn not_signed(headers: &http::HeaderMap, signed: &[String]) -> Vec<String> {
+    headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|name| name.starts_with("x-amz-") && !signed.iter().any(|s| s == name))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// S3's answer (status, code, message) to a Signature Version 2 request it

@@ -22,11 +22,22 @@ impl S3Access for PublicReads {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         refuse_oversized_xml(cx)?;
         refuse_version_ids(cx)?;
-        if cx.credentials().is_some() || self.allows_anonymous(cx.s3_op().name(), cx.s3_path()) {
-            Ok(())
-        } else {
-            Err(s3_error!(AccessDenied, "Access Denied"))
+        if cx.credentials().is_some() {
+            return Ok(());
         }
+        if !self.allows_anonymous(cx.s3_op().name(), cx.s3_path()) {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        // An anonymous link must not restyle the bytes it serves (as
+        // `text/html`, say): only a signer may ask for other headers.
+        let query = cx.uri().query().unwrap_or_default();
+        if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k.starts_with("response-")) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
+        }
+        Ok(())
     }
 }
 

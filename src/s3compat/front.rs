@@ -127,7 +127,13 @@ impl S3Front {
         req: Request<s3s::Body>,
         boundary: &str,
     ) -> Result<(Request<s3s::Body>, Option<OwnedSemaphorePermit>), Response<s3s::Body>> {
-        let (req, fields) = post_form::read_head(req, boundary).await;
+        let Ok((req, fields)) = post_form::read_head(req, boundary, crate::budget::HELD_PACE).await else {
+            return Err(xml_error(
+                StatusCode::BAD_REQUEST,
+                "RequestTimeout",
+                "Your socket connection to the server was not read from or written to within the timeout period.",
+            ));
+        };
         if let Err(e) = self.keys.verify_post_policy(&fields) {
             tracing::debug!(error = %e, "a form upload without a verified policy signature");
             return Err(match e {

@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, StreamBody};
 
 use super::front::xml_error;
+use crate::budget::Pace;
 
 /// Beyond this the head is passed on as it is; s3s refuses a form whose
 /// fields exceed its own limit (`form_max_fields_size`) anyway.
@@ -38,33 +39,47 @@ pub fn boundary<B>(req: &Request<B>) -> Option<String> {
 /// The fields before the file part, by lowercased name.
 pub type Fields = std::collections::HashMap<String, String>;
 
+/// The head of a form came slower than its pace: it is held before any
+/// signature is checked, so it must not be held at a trickle.
+#[derive(Debug)]
+pub struct TooSlow;
+
 /// `req` with `${filename}` in its `key` field replaced, and the form's
 /// fields. A body that ends or fails early is passed on as far as it got:
 /// s3s answers that.
-pub async fn read_head(req: Request<s3s::Body>, boundary: &str) -> (Request<s3s::Body>, Fields) {
+pub async fn read_head(
+    req: Request<s3s::Body>,
+    boundary: &str,
+    pace: Pace,
+) -> Result<(Request<s3s::Body>, Fields), TooSlow> {
     let (mut parts, mut body) = req.into_parts();
     let mut head = BytesMut::new();
+    let mut scanner = Scanner::new(boundary.as_bytes());
     let mut failed = None;
-    while head.len() <= HEAD_MAX && scan(&head, boundary.as_bytes()).file.is_none() {
-        match body.frame().await {
-            Some(Ok(frame)) => {
+    let start = tokio::time::Instant::now();
+    while head.len() <= HEAD_MAX && scanner.out.file.is_none() {
+        match tokio::time::timeout_at(pace.due(start, head.len()), body.frame()).await {
+            Err(_) => return Err(TooSlow),
+            Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     head.extend_from_slice(&data);
+                    scanner.feed(&head);
                 }
             }
-            Some(Err(e)) => {
+            Ok(Some(Err(e))) => {
                 failed = Some(e);
                 break;
             }
-            None => break,
+            Ok(None) => break,
         }
     }
-    let fields = scan(&head, boundary.as_bytes())
+    let scan = scanner.out;
+    let fields = scan
         .fields
-        .into_iter()
-        .map(|(name, (from, to))| (name, String::from_utf8_lossy(&head[from..to]).into_owned()))
+        .iter()
+        .map(|(name, (from, to))| (name.clone(), String::from_utf8_lossy(&head[*from..*to]).into_owned()))
         .collect();
-    let head = match rewrite(&head, boundary.as_bytes()) {
+    let head = match rewrite(&head, &scan) {
         Some(rewritten) => {
             let grown = rewritten.len() as i64 - head.len() as i64;
             adjust_length(&mut parts.headers, grown);
@@ -74,7 +89,7 @@ pub async fn read_head(req: Request<s3s::Body>, boundary: &str) -> (Request<s3s:
     };
     let first = futures_util::stream::iter([Ok(head)].into_iter().chain(failed.map(Err)));
     let frames = first.chain(body).map_ok(http_body::Frame::data);
-    (Request::from_parts(parts, s3s::Body::http_body(StreamBody::new(frames))), fields)
+    Ok((Request::from_parts(parts, s3s::Body::http_body(StreamBody::new(frames))), fields))
 }
 
 fn adjust_length(headers: &mut http::HeaderMap, grown: i64) {
@@ -99,31 +114,89 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|i| i + from)
 }
 
+#[cfg(test)]
 fn scan(head: &[u8], boundary: &[u8]) -> Scan {
-    let delimiter = [b"--", boundary].concat();
-    let mut out = Scan::default();
-    let mut at = find(head, &delimiter, 0);
-    while let Some(start) = at {
-        let headers_from = start + delimiter.len() + 2; // the CRLF after the delimiter
-        let Some(headers_end) = find(head, b"\r\n\r\n", headers_from) else { break };
-        let headers = String::from_utf8_lossy(&head[headers_from.min(headers_end)..headers_end]);
-        let (name, filename) = disposition(&headers);
-        let value_from = headers_end + 4;
-        if name.as_deref() == Some("file") {
-            out.file = Some(filename.unwrap_or_default());
-            break;
-        }
-        let next = find(head, &delimiter, value_from);
-        if let (Some(name), Some(next)) = (name, next) {
-            let value = (value_from, next.saturating_sub(2).max(value_from));
-            if name == "key" {
-                out.key = Some(value);
-            }
-            out.fields.push((name, value));
-        }
-        at = next;
+    let mut scanner = Scanner::new(boundary);
+    scanner.feed(head);
+    scanner.out
+}
+
+/// Reads a form's head as its bytes arrive, resuming where it stopped: a
+/// head trickled a byte at a time is read once, not once per byte.
+struct Scanner {
+    delimiter: Vec<u8>,
+    out: Scan,
+    at: At,
+}
+
+/// Where a [`Scanner`] is; `from` is where its search goes on.
+enum At {
+    /// Before a part's delimiter.
+    Delimiter { from: usize },
+    /// In the headers of the part whose delimiter starts at `start`.
+    Headers { start: usize, from: usize },
+    /// In the value (from `value`) of the field `name`.
+    Value { name: Option<String>, value: usize, from: usize },
+    /// At the file part: the head is complete.
+    File,
+}
+
+impl Scanner {
+    fn new(boundary: &[u8]) -> Self {
+        Self { delimiter: [b"--", boundary].concat(), out: Scan::default(), at: At::Delimiter { from: 0 } }
     }
-    out
+
+    /// Reads `head` (what came so far, grown since the last call) on.
+    fn feed(&mut self, head: &[u8]) {
+        let d = self.delimiter.len();
+        // A needle not found may still begin in the last bytes searched.
+        let resume = |from: usize, needle: usize| head.len().saturating_sub(needle - 1).max(from);
+        loop {
+            self.at = match std::mem::replace(&mut self.at, At::File) {
+                At::File => return,
+                At::Delimiter { from } => match find(head, &self.delimiter, from) {
+                    // The headers begin after the CRLF that ends the delimiter line.
+                    Some(start) => At::Headers { start, from: start + d + 2 },
+                    None => {
+                        self.at = At::Delimiter { from: resume(from, d) };
+                        return;
+                    }
+                },
+                At::Headers { start, from } => match find(head, b"\r\n\r\n", from) {
+                    Some(end) => {
+                        let headers = String::from_utf8_lossy(&head[(start + d + 2).min(end)..end]);
+                        match disposition(&headers) {
+                            (Some(name), filename) if name == "file" => {
+                                self.out.file = Some(filename.unwrap_or_default());
+                                At::File
+                            }
+                            (name, _) => At::Value { name, value: end + 4, from: end + 4 },
+                        }
+                    }
+                    None => {
+                        self.at = At::Headers { start, from: resume(from, 4) };
+                        return;
+                    }
+                },
+                At::Value { name, value, from } => match find(head, &self.delimiter, from) {
+                    Some(next) => {
+                        if let Some(name) = name {
+                            let range = (value, next.saturating_sub(2).max(value));
+                            if name == "key" {
+                                self.out.key = Some(range);
+                            }
+                            self.out.fields.push((name, range));
+                        }
+                        At::Headers { start: next, from: next + d + 2 }
+                    }
+                    None => {
+                        self.at = At::Value { name, value, from: resume(from, d) };
+                        return;
+                    }
+                },
+            };
+        }
+    }
 }
 
 /// The `name` and `filename` of a part's `Content-Disposition`.
@@ -142,10 +215,9 @@ fn disposition(headers: &str) -> (Option<String>, Option<String>) {
 
 /// The head with the key's `${filename}` replaced; `None` when there is
 /// nothing to replace (no key, no variable, or no file part seen).
-fn rewrite(head: &[u8], boundary: &[u8]) -> Option<Bytes> {
-    let scan = scan(head, boundary);
+fn rewrite(head: &[u8], scan: &Scan) -> Option<Bytes> {
     let (from, to) = scan.key?;
-    let filename = scan.file?;
+    let filename = scan.file.as_ref()?;
     let key = &head[from..to];
     let at = find(key, VARIABLE, 0)?;
     let mut out = Vec::with_capacity(head.len() + filename.len());
@@ -216,7 +288,7 @@ mod tests {
     #[test]
     fn the_key_variable_takes_the_file_name() {
         let body = form(&[("key", "u/${filename}"), ("policy", "abc")], "cat.png");
-        let out = rewrite(&body, b"XyZ").expect("rewritten");
+        let out = rewrite(&body, &scan(&body, b"XyZ")).expect("rewritten");
         let expected = form(&[("key", "u/cat.png"), ("policy", "abc")], "cat.png");
         assert_eq!(out, Bytes::from(expected));
     }
@@ -232,7 +304,7 @@ mod tests {
     #[test]
     fn only_the_key_field_changes() {
         let body = form(&[("key", "plain"), ("x-amz-meta-n", "${filename}")], "cat.png");
-        assert_eq!(rewrite(&body, b"XyZ"), None);
+        assert_eq!(rewrite(&body, &scan(&body, b"XyZ")), None);
         assert_eq!(scan(&body, b"XyZ").file.as_deref(), Some("cat.png"));
     }
 
@@ -241,7 +313,40 @@ mod tests {
         let body = form(&[("key", "u/${filename}")], "cat.png");
         let cut = &body[..body.len() - 40]; // inside the file part's headers
         assert_eq!(scan(cut, b"XyZ").file, None);
-        assert_eq!(rewrite(cut, b"XyZ"), None);
+        assert_eq!(rewrite(cut, &scan(cut, b"XyZ")), None);
+    }
+
+    #[test]
+    fn a_head_read_as_it_trickles_in_reads_as_a_whole_one() {
+        let body = form(&[("key", "u/${filename}"), ("policy", "abc"), ("x-amz-meta-a", "--X")], "cat.png");
+        let whole = scan(&body, b"XyZ");
+        assert_eq!(whole.fields.len(), 3);
+        for step in [1, 2, 3, 7] {
+            let mut scanner = Scanner::new(b"XyZ");
+            for end in (step..body.len()).step_by(step).chain([body.len()]) {
+                scanner.feed(&body[..end]);
+            }
+            assert_eq!(scanner.out, whole, "{step} bytes at a time");
+        }
+    }
+
+    /// A body of `head`, a byte every `gap`.
+    fn trickled(head: Vec<u8>, gap: std::time::Duration) -> s3s::Body {
+        let frames = futures_util::stream::iter(head).then(move |byte| async move {
+            tokio::time::sleep(gap).await;
+            Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![byte])))
+        });
+        s3s::Body::http_body(StreamBody::new(Box::pin(frames)))
+    }
+
+    #[tokio::test]
+    async fn a_head_must_keep_pace() {
+        let body = form(&[("key", "k"), ("policy", "abc")], "cat.png");
+        let ms = std::time::Duration::from_millis;
+        let pace = Pace { grace: ms(300), rate: 1000 };
+        let request = |gap| Request::post("/b").body(trickled(body.clone(), gap)).expect("request");
+        assert!(read_head(request(ms(0)), "XyZ", pace).await.is_ok(), "at once");
+        assert!(read_head(request(ms(50)), "XyZ", pace).await.is_err(), "twenty bytes a second fall behind");
     }
 
     #[test]

@@ -108,17 +108,3 @@ pub async fn read_prefix(body: axum::body::Body, want: usize) -> Result<(Bytes, 
     }
     Ok((buf.freeze(), axum::body::Body::from_stream(stream)))
 }
-
-/// Reads a body of unknown length whole, refusing more than `limit` bytes.
-pub async fn read_limited(prefix: Bytes, rest: axum::body::Body, limit: u64) -> Result<Bytes, BodyError> {
-    let mut buf = bytes::BytesMut::from(&prefix[..]);
-    let mut stream = rest.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(BodyError::TooLong(limit));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}

@@ -35,6 +35,10 @@ pub enum ApiError {
     Busy,
     #[error("a body without Content-Length may be at most {0} bytes; send Content-Length")]
     LengthRequired(u64),
+    /// A body held whole (no Content-Length) must not trickle: it holds a
+    /// share of the memory every such upload draws on.
+    #[error("a body without Content-Length must arrive at 32 KiB/s or faster; send Content-Length")]
+    TooSlow,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -51,6 +55,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
+            Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +76,7 @@ impl ApiError {
             Self::Unavailable(_) => 201,
             Self::Busy => 202,
             Self::LengthRequired(_) => 133,
+            Self::TooSlow => 134,
             Self::Internal(_) => 999,
         }
     }
@@ -143,6 +149,7 @@ mod tests {
             ApiError::Unavailable(CallError::new("x", std::io::Error::other("x"))),
             ApiError::Busy,
             ApiError::LengthRequired(1),
+            ApiError::TooSlow,
             ApiError::Internal(Box::new(std::io::Error::other("x"))),
         ];
         assert_eq!(table.len(), every.len(), "one row per case: {table:#?}");

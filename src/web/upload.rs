@@ -15,6 +15,7 @@ use super::body::{self, BodyError};
 use super::error::{ApiError, unavailable};
 use super::{WebState, auth, format_for_mime};
 use crate::avatar::AvatarId;
+use crate::budget::{self, HELD_PACE, ReadError};
 use crate::config::Trigger;
 use crate::metrics as m;
 
@@ -91,10 +92,14 @@ async fn accept(
             // one PUT. Larger bodies must say their length.
             let cap = limit.min(CHUNKED_MAX);
             _reserved = Some(settings.held_bodies.reserve(cap).await.map_err(|_| ApiError::Busy)?);
-            let whole: Bytes = body::read_limited(prefix, rest, cap).await.map_err(|e| match e {
-                BodyError::TooLong(_) if cap < limit => ApiError::LengthRequired(cap),
-                other => body_error(limit)(other),
+            let room = usize::try_from(cap).unwrap_or(usize::MAX).saturating_sub(prefix.len());
+            let rest = budget::read_held(rest, room, HELD_PACE).await.map_err(|e| match e {
+                ReadError::TooLarge if cap < limit => ApiError::LengthRequired(cap),
+                ReadError::TooLarge => ApiError::TooLarge(limit),
+                ReadError::TooSlow => ApiError::TooSlow,
+                ReadError::Body(e) => ApiError::BodyRead(e),
             })?;
+            let whole = Bytes::from([prefix, rest].concat());
             let len = whole.len() as u64;
             (ByteStream::from(whole), len, None)
         }

@@ -73,9 +73,11 @@ pub async fn receive(ctx: &Ctx<'_>, input: &Input) -> Result<Value, SqsError> {
 
 /// How long a FIFO receive may be retried by its attempt id (AWS: 5 minutes).
 const ATTEMPT_LIFETIME: Duration = Duration::from_secs(5 * 60);
-/// Receives remembered at once; past it the oldest are forgotten first, so
-/// a flood of attempt ids costs bounded memory.
+/// Receives remembered at once, and the bytes of their messages; past
+/// either the oldest are forgotten first, so a flood of attempt ids (each
+/// receive may return ten 1 MiB messages) costs bounded memory.
 const MAX_ATTEMPTS: usize = 10_000;
+const MAX_ATTEMPT_BYTES: usize = 64 * 1024 * 1024;
 
 /// FIFO receives by `ReceiveRequestAttemptId`: a retry of a receive whose
 /// answer was lost (a timeout, a dropped connection) gets the same messages
@@ -84,12 +86,42 @@ const MAX_ATTEMPTS: usize = 10_000;
 /// until the visibility timeout has run out. Kept in memory: after a
 /// restart a retry is an ordinary receive.
 #[derive(Default)]
-pub struct Attempts(Mutex<HashMap<(u64, String), Attempt>>);
+pub struct Attempts(Mutex<Remembered>);
+
+#[derive(Default)]
+struct Remembered {
+    attempts: HashMap<(u64, String), Attempt>,
+    /// The sum of the attempts' `bytes`.
+    bytes: usize,
+}
 
 struct Attempt {
     at: Instant,
     handles: Vec<String>,
     messages: Vec<Value>,
+    bytes: usize,
+}
+
+impl Remembered {
+    fn remove(&mut self, key: &(u64, String)) {
+        if let Some(gone) = self.attempts.remove(key) {
+            self.bytes -= gone.bytes;
+        }
+    }
+
+    fn oldest(&self) -> Option<(u64, String)> {
+        self.attempts.iter().min_by_key(|(_, a)| a.at).map(|(k, _)| k.clone())
+    }
+}
+
+/// Roughly what a rendered message holds in memory: its strings' bytes.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(weight).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + weight(v)).sum(),
+        _ => 8,
+    }
 }
 
 impl Attempts {
@@ -97,25 +129,35 @@ impl Attempts {
     /// and `renew` (the visibility renewal) holds for every receipt handle:
     /// none was deleted or received again since.
     fn replay(&self, queue: u64, id: &str, renew: impl Fn(&str) -> bool) -> Option<Vec<Value>> {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (queue, id.to_owned());
-        let attempt = map.get(&key).filter(|a| a.at.elapsed() < ATTEMPT_LIFETIME)?;
+        let attempt = kept.attempts.get(&key).filter(|a| a.at.elapsed() < ATTEMPT_LIFETIME)?;
         if attempt.handles.iter().all(|h| renew(h)) {
             return Some(attempt.messages.clone());
         }
-        map.remove(&key);
+        kept.remove(&key);
         None
     }
 
     fn record(&self, queue: u64, id: String, handles: Vec<String>, messages: Vec<Value>) {
-        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|_, a| a.at.elapsed() < ATTEMPT_LIFETIME);
-        if map.len() >= MAX_ATTEMPTS
-            && let Some(oldest) = map.iter().min_by_key(|(_, a)| a.at).map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+        let bytes = messages.iter().map(weight).sum::<usize>() + handles.iter().map(String::len).sum::<usize>();
+        if bytes > MAX_ATTEMPT_BYTES {
+            return;
         }
-        map.insert((queue, id), Attempt { at: Instant::now(), handles, messages });
+        let mut kept = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let expired: Vec<_> =
+            kept.attempts.iter().filter(|(_, a)| a.at.elapsed() >= ATTEMPT_LIFETIME).map(|(k, _)| k.clone()).collect();
+        for key in &expired {
+            kept.remove(key);
+        }
+        let key = (queue, id);
+        kept.remove(&key);
+        while kept.attempts.len() >= MAX_ATTEMPTS || kept.bytes + bytes > MAX_ATTEMPT_BYTES {
+            let Some(oldest) = kept.oldest() else { break };
+            kept.remove(&oldest);
+        }
+        kept.bytes += bytes;
+        kept.attempts.insert(key, Attempt { at: Instant::now(), handles, messages, bytes });
     }
 }
 
@@ -182,4 +224,25 @@ fn render(r: &Received, system_names: &[String], attribute_names: &[String]) -> 
         out.insert("MessageAttributes".into(), Value::Object(attrs));
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_receives_hold_bounded_bytes() {
+        let attempts = Attempts::default();
+        let big = json!({ "Body": "x".repeat(1024 * 1024) });
+        for i in 0..200 {
+            attempts.record(1, format!("a{i}"), vec![format!("h{i}")], vec![big.clone(); 2]);
+        }
+        let kept = attempts.0.lock().unwrap();
+        assert!(kept.bytes <= MAX_ATTEMPT_BYTES, "{} bytes kept", kept.bytes);
+        assert_eq!(kept.bytes, kept.attempts.values().map(|a| a.bytes).sum::<usize>());
+        assert!(kept.attempts.len() >= 30, "the newest are kept: {}", kept.attempts.len());
+        drop(kept);
+        assert!(attempts.replay(1, "a199", |_| true).is_some(), "the newest replays");
+        assert!(attempts.replay(1, "a0", |_| true).is_none(), "the oldest were forgotten");
+    }
 }
