@@ -5,6 +5,8 @@ hosts aside).
 Differences from moto kept on purpose (each is where crunchbox follows AWS's
 documentation and moto does not, or where the two are both allowed):
 
+- ReceiptHandleIsInvalid answers 404, the status AWS's service model gives
+  it; moto answers 400.
 - Attribute ranges are checked: CreateQueue/SetQueueAttributes with e.g.
   DelaySeconds=901 fail with InvalidAttributeValue (AWS); moto accepts them.
 - Message bodies with characters outside SQS's allowed set (#x9 | #xA | #xD |
@@ -80,6 +82,10 @@ KNOWN = {
         and moto.get("Error", {}).get("Code") == "MissingParameter"),
     "standard-dedup-id": _ours_rejects("InvalidParameterValue"),
     "create-short-retention": _ours_rejects("InvalidAttributeValue"),
+    # Same code; AWS's service model gives this error 404, moto answers 400.
+    "delete-junk": lambda ours, moto: (
+        ours == {"Error": {"Code": "ReceiptHandleIsInvalid"}, "HTTPStatus": 404}
+        and moto == {"Error": {"Code": "ReceiptHandleIsInvalid"}, "HTTPStatus": 400}),
 }
 
 

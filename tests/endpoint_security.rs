@@ -327,6 +327,8 @@ async fn receipt_handles_that_were_never_issued_are_invalid() {
     }
     raw.truncate(raw.len() - 1);
     let err = sqs.delete_message().queue_url(&url).receipt_handle(b64.encode(&raw)).send().await.unwrap_err();
+    // AWS's service model answers this one with 404.
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(404));
     assert_eq!(err.into_service_error().code(), Some("ReceiptHandleIsInvalid"));
 
     // Nothing was deleted: the second message is still there, the first

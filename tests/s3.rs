@@ -235,6 +235,10 @@ async fn ranges_and_conditional_reads() {
         .await;
     assert_eq!(code(r), "PreconditionFailed");
     assert_eq!(get(&s3, "bkt", "fresh").await, b"x");
+    // If-Match on a key that does not exist: AWS's NoSuchKey, nothing stored.
+    let r = s3.put_object().bucket("bkt").key("absent").if_match("*").body(ByteStream::from_static(b"z")).send().await;
+    assert_eq!(code(r), "NoSuchKey");
+    assert_eq!(code(s3.head_object().bucket("bkt").key("absent").send().await), "NotFound");
     server.shutdown().await;
 }
 
@@ -505,6 +509,23 @@ async fn multipart_upload() {
     assert_eq!(get(&s3, "bkt", "mp").await, whole);
     let head = s3.head_object().bucket("bkt").key("mp").send().await.unwrap();
     assert_eq!(head.content_type(), Some("video/mp4"));
+    // partNumber reads one part (206), as part-wise downloaders do.
+    let second = s3.get_object().bucket("bkt").key("mp").part_number(2).send().await.expect("part 2");
+    assert_eq!(second.content_length(), Some(1234));
+    assert_eq!(second.parts_count(), Some(2));
+    let total = whole.len();
+    assert_eq!(second.content_range(), Some(format!("bytes {}-{}/{total}", 5 * MIB, total - 1).as_str()));
+    assert_eq!(second.body.collect().await.expect("body").into_bytes().as_ref(), &part2[..]);
+    let first = s3.head_object().bucket("bkt").key("mp").part_number(1).send().await.expect("head part 1");
+    assert_eq!(first.content_length(), Some(5 * MIB as i64));
+    assert_eq!(code(s3.get_object().bucket("bkt").key("mp").part_number(3).send().await), "InvalidPartNumber");
+    let both = s3.get_object().bucket("bkt").key("mp").part_number(1).range("bytes=0-1").send().await;
+    assert_eq!(code(both), "InvalidRequest");
+    // An object stored without a type reads as AWS's binary/octet-stream.
+    let (status, _) = raw(&server, "PUT", "/bkt/untyped", "", b"bytes".to_vec()).await;
+    assert_eq!(status, 200);
+    let untyped = s3.head_object().bucket("bkt").key("untyped").send().await.unwrap();
+    assert_eq!(untyped.content_type(), Some("binary/octet-stream"));
     assert_eq!(code(s3.list_parts().bucket("bkt").key("mp").upload_id(&id).send().await), "NoSuchUpload");
     assert!(s3.list_multipart_uploads().bucket("bkt").send().await.unwrap().uploads().is_empty());
 

@@ -576,7 +576,9 @@ async fn purge_and_tags() {
     }
     client.purge_queue().queue_url(&url).send().await.unwrap();
     assert_eq!(attr(&client, &url, QueueAttributeName::ApproximateNumberOfMessages).await, "0");
-    let err = client.purge_queue().queue_url(&url).send().await.unwrap_err().into_service_error();
+    let err = client.purge_queue().queue_url(&url).send().await.unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403), "AWS's status");
+    let err = err.into_service_error();
     assert!(err.is_purge_queue_in_progress(), "{err:?}");
 
     client.tag_queue().queue_url(&url).tags("team", "avatars").tags("env", "dev").send().await.unwrap();

@@ -191,6 +191,14 @@ async fn raw_exchange(addr: SocketAddr, head: String, body: Vec<Vec<u8>>, close_
     (status, buf[body_at..].to_vec())
 }
 
+/// The head of a PNG upload whose body comes in chunks, without a length.
+fn chunked_png_upload() -> String {
+    format!(
+        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+}
+
 fn web_addr(server: &TestServer) -> SocketAddr {
     server.app().web_addr.expect("web role")
 }
@@ -318,10 +326,7 @@ async fn upload_over_the_limit_by_content_length_is_refused_unread() {
 #[tokio::test]
 async fn upload_over_the_limit_while_streaming_chunked_stores_nothing() {
     let server = start().await;
-    let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
+    let head = chunked_png_upload();
     let mut first = png_alpha(8, 8);
     first.resize(8 * 1024, 0);
     let mut chunks = vec![first];
@@ -373,10 +378,7 @@ async fn upload_without_length_over_the_held_limit_gets_411() {
     config.web.max_upload_bytes = 8 * 1024 * 1024;
     config.web.public_url = PUBLIC_URL.into();
     let server = TestServer::start_with(config, dir, &[Role::S3, Role::Sqs, Role::Web]).await;
-    let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
+    let head = chunked_png_upload();
     let mut first = png_alpha(8, 8);
     first.resize(64 * 1024, 0);
     // 2 MiB in 64 KiB chunks: over the 1 MiB held limit, under max_upload_bytes.
@@ -403,10 +405,7 @@ async fn upload_without_length_over_the_held_limit_gets_411() {
 #[tokio::test]
 async fn upload_without_length_that_stalls_gets_408() {
     let server = start().await;
-    let head = format!(
-        "POST /v1/avatar/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
+    let head = chunked_png_upload();
     let first = png_alpha(8, 8);
     // One chunk, then nothing: the body never ends.
     let framed = [format!("{:x}\r\n", first.len()).into_bytes(), first, b"\r\n".to_vec()].concat();

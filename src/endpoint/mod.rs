@@ -60,19 +60,19 @@ impl Endpoint {
             {
                 return crate::s3compat::xml_error(status, code, &message);
             }
-            let unsigned = sigv4::unsigned_amz_headers(req.headers(), req.uri());
-            if !unsigned.is_empty() {
-                let message = "There were headers present in the request which were not signed";
-                let joined = unsigned.join(", ");
-                let named = [("HeadersNotSigned", joined.as_str())];
-                return crate::s3compat::xml_error_with(StatusCode::FORBIDDEN, "AccessDenied", message, &named);
-            }
             if let Some((given, presigned)) = sigv4::signed_region(req.headers(), req.uri())
                 && given != *self.region
             {
                 let (code, message) = sigv4::wrong_region_s3(&given, &self.region, presigned);
                 let region = [("Region", &*self.region)];
                 return crate::s3compat::xml_error_with(StatusCode::BAD_REQUEST, code, &message, &region);
+            }
+            let unsigned = sigv4::unsigned_amz_headers(req.headers(), req.uri());
+            if !unsigned.is_empty() {
+                let message = "There were headers present in the request which were not signed";
+                let joined = unsigned.join(", ");
+                let named = [("HeadersNotSigned", joined.as_str())];
+                return crate::s3compat::xml_error_with(StatusCode::FORBIDDEN, "AccessDenied", message, &named);
             }
         }
         match target {

@@ -92,8 +92,10 @@ impl Code {
         match self {
             Code::Auth(_, status) => StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
             Code::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
-            // AddPermission's "n Actions were found" answers 403, as on AWS.
-            Code::OverLimit => StatusCode::FORBIDDEN,
+            // AddPermission's "n Actions were found" answers 403, as on AWS;
+            // these statuses are the ones AWS's service model gives.
+            Code::OverLimit | Code::PurgeQueueInProgress => StatusCode::FORBIDDEN,
+            Code::ReceiptHandleIsInvalid | Code::ResourceNotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         }
     }

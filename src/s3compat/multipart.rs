@@ -337,9 +337,7 @@ pub async fn complete(
         other => {
             api.store.discard_blob(&blob);
             return match other? {
-                Some(Err(_)) => {
-                    Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
-                }
+                Some(Err(failed)) => Err(failed.into()),
                 _ => Err(s3_error!(NoSuchUpload, "The specified upload does not exist.")),
             };
         }

@@ -37,9 +37,9 @@ pub async fn put(
     let (mut record, inline) = record_for(&ingested, attrs_of!(input), verified.clone());
     record.tags = tags;
     let events = api.events_for(&bucket_meta, event, &bucket, &key, Some(&record), &origin);
-    if api.store.put_object(&bucket, &key, &record, &inline, &cond, &events).await?.is_err() {
+    if let Err(failed) = api.store.put_object(&bucket, &key, &record, &inline, &cond, &events).await? {
         discard(&api.store, &ingested);
-        return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+        return Err(failed.into());
     }
     api.delivered_later(&events);
     let checksum_type = record.checksum_type();
@@ -100,7 +100,8 @@ macro_rules! described {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(ETag::Strong($record.etag)),
             last_modified: Some(modified),
-            content_type: $input.response_content_type.or(content_type),
+            // AWS's type for an object stored without one.
+            content_type: $input.response_content_type.or(content_type).or_else(|| Some("binary/octet-stream".into())),
             content_encoding: $input.response_content_encoding.or(content_encoding),
             content_disposition: $input.response_content_disposition.or(content_disposition),
             content_language: $input.response_content_language.or(content_language),
@@ -126,13 +127,12 @@ pub async fn get(api: &S3Api, req: S3Request<GetObjectInput>) -> S3Result<S3Resp
     if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
-    let (start, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
-    let body = read_body(api, &input.bucket, &input.key, record.clone(), inline, start, len).await?;
-    // A range's bytes do not carry the whole object's checksums.
-    let (sums, sums_type) = match content_range {
-        None => (record.shown_checksums(), record.checksum_type()),
-        Some(_) => Default::default(),
+    let (start, len, content_range) = match part_range(&record, input.part_number, input.range.as_ref())? {
+        Some(part) => part,
+        None => resolve_range(input.range.as_ref(), record.size)?,
     };
+    let body = read_body(api, &input.bucket, &input.key, record.clone(), inline, start, len).await?;
+    let (sums, sums_type) = shown_checksums(&record, input.checksum_mode.as_ref(), input.part_number, &content_range);
     let tag_count = (!record.tags.is_empty()).then(|| i32::try_from(record.tags.len()).unwrap_or(i32::MAX));
     let mut out = described!(GetObjectOutput, input, record, len, content_range, sums, sums_type);
     out.body = Some(body);
@@ -146,9 +146,61 @@ pub async fn head(api: &S3Api, req: S3Request<HeadObjectInput>) -> S3Result<S3Re
     if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
-    let (_, len, content_range) = resolve_range(input.range.as_ref(), record.size)?;
-    let (sums, sums_type) = (record.shown_checksums(), record.checksum_type());
+    let (_, len, content_range) = match part_range(&record, input.part_number, input.range.as_ref())? {
+        Some(part) => part,
+        None => resolve_range(input.range.as_ref(), record.size)?,
+    };
+    let (sums, sums_type) = shown_checksums(&record, input.checksum_mode.as_ref(), input.part_number, &content_range);
     Ok(S3Response::new(described!(HeadObjectOutput, input, record, len, content_range, sums, sums_type)))
+}
+
+/// The checksums a read shows: only when asked (`x-amz-checksum-mode:
+/// ENABLED`), as AWS. A part read shows that part's own; a range shows none
+/// (its bytes do not carry the whole object's).
+fn shown_checksums(
+    record: &ObjectMeta,
+    mode: Option<&ChecksumMode>,
+    part: Option<i32>,
+    content_range: &Option<String>,
+) -> (meta::Checksums, Option<ChecksumType>) {
+    if mode.is_none_or(|m| m.as_str() != ChecksumMode::ENABLED) {
+        return Default::default();
+    }
+    let part = part.and_then(|n| usize::try_from(n).ok()?.checked_sub(1)).and_then(|i| record.part_list.get(i));
+    match (part, content_range) {
+        (Some(part), _) => (part.checksums.clone(), None),
+        (None, None) => (record.shown_checksums(), record.checksum_type()),
+        (None, Some(_)) => Default::default(),
+    }
+}
+
+/// `(start, length, Content-Range)` of the part `partNumber` names: a part
+/// of a multipart object, or the whole of any other as its part 1. Past the
+/// last part is AWS's `InvalidPartNumber` (416); with a Range, `InvalidRequest`.
+fn part_range(
+    record: &ObjectMeta,
+    part: Option<i32>,
+    range: Option<&Range>,
+) -> S3Result<Option<(u64, u64, Option<String>)>> {
+    let Some(n) = part else { return Ok(None) };
+    if range.is_some() {
+        return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
+    }
+    let index =
+        usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).filter(|_| (1..=10_000).contains(&n)).ok_or_else(
+            || s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"),
+        )?;
+    let sizes: Vec<u64> =
+        if record.part_list.is_empty() { vec![record.size] } else { record.part_list.iter().map(|p| p.size).collect() };
+    let Some(&len) = sizes.get(index) else {
+        let code = s3s::S3ErrorCode::Custom("InvalidPartNumber".into());
+        let mut e = s3s::S3Error::with_message(code, "The requested partnumber is not satisfiable");
+        e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+        return Err(e);
+    };
+    let start: u64 = sizes[..index].iter().sum();
+    let range = format!("bytes {start}-{}/{}", (start + len).saturating_sub(1), record.size);
+    Ok(Some((start, len, Some(range))))
 }
 
 /// `(start, length, Content-Range)`; an unsatisfiable range is `InvalidRange` (416).

@@ -60,7 +60,20 @@ static OPEN: Mutex<Vec<(PathBuf, Weak<Store>)>> = Mutex::new(Vec::new());
 
 /// A write guarded by a conditional header that did not hold.
 #[derive(Debug)]
-pub struct PreconditionFailed;
+pub struct PreconditionFailed {
+    /// `If-Match` named an object there is none of: AWS answers `NoSuchKey`.
+    pub missing: bool,
+}
+
+impl From<PreconditionFailed> for s3s::S3Error {
+    fn from(failed: PreconditionFailed) -> Self {
+        if failed.missing {
+            s3s::s3_error!(NoSuchKey, "The specified key does not exist.")
+        } else {
+            s3s::s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+    }
+}
 
 pub enum BucketDelete {
     Deleted,
@@ -374,8 +387,8 @@ impl Store {
                 PutCondition::None => self.objects.insert(&k, v)?,
                 _ => loop {
                     let cur = self.objects.get(&k)?;
-                    if !cond.holds(current_etag(cur.as_deref())?.as_deref()) {
-                        return Ok(Err(PreconditionFailed));
+                    if let Err(failed) = cond.check(current_etag(cur.as_deref())?.as_deref()) {
+                        return Ok(Err(failed));
                     }
                     if self.objects.compare_and_swap(&k, cur.as_ref(), Some(v.as_slice()))?.is_ok() {
                         break cur;
@@ -386,8 +399,8 @@ impl Store {
             let outcome = (&self.objects, &self.outbox).transaction(|(objects, outbox)| {
                 let cur = objects.get(&k)?;
                 let etag = current_etag(cur.as_deref()).map_err(ConflictableTransactionError::Abort)?;
-                if !cond.holds(etag.as_deref()) {
-                    return Ok(Err(PreconditionFailed));
+                if let Err(failed) = cond.check(etag.as_deref()) {
+                    return Ok(Err(failed));
                 }
                 objects.insert(k.as_slice(), v.as_slice())?;
                 queue_events(outbox, &events)?;
@@ -598,10 +611,10 @@ impl Store {
             }
             let cur = objects.get(&k)?;
             let etag = current_etag(cur.as_deref()).map_err(ConflictableTransactionError::Abort)?;
-            if !cond.holds(etag.as_deref()) {
+            if let Err(failed) = cond.check(etag.as_deref()) {
                 // Nothing changed: the upload stays, to be completed
                 // without the condition, or aborted, as on AWS.
-                return Ok(Some(Err(PreconditionFailed)));
+                return Ok(Some(Err(failed)));
             }
             uploads.remove(id.as_bytes())?;
             for (n, _) in &parts {
@@ -673,6 +686,15 @@ impl PutCondition {
             (Some(m), _) => PutCondition::IfMatch(m),
             (None, Some(n)) if n.is_any() => PutCondition::IfAbsent,
             _ => PutCondition::None,
+        }
+    }
+
+    fn check(&self, current_etag: Option<&str>) -> Result<(), PreconditionFailed> {
+        let missing = current_etag.is_none();
+        if self.holds(current_etag) {
+            Ok(())
+        } else {
+            Err(PreconditionFailed { missing: missing && matches!(self, PutCondition::IfMatch(_)) })
         }
     }
 
