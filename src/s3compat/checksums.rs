@@ -178,11 +178,12 @@ pub fn verify_object_claim(
     computed: Option<&str>,
 ) -> S3Result<()> {
     if let Some(kind) = kind {
-        let expected = if how.full_object { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE };
-        if kind.as_str() != expected {
+        let expected = super::meta::checksum_type(how.full_object);
+        if *kind != expected {
             return Err(bad_digest(&format!(
-                "The upload was created using the {expected} checksum mode. The complete request must use the same \
-                 checksum mode."
+                "The upload was created using the {} checksum mode. The complete request must use the same \
+                 checksum mode.",
+                expected.as_str()
             )));
         }
     }

@@ -234,8 +234,7 @@ impl ObjectMeta {
 
     /// `COMPOSITE` or `FULL_OBJECT` when the object carries a checksum.
     pub fn checksum_type(&self) -> Option<dto::ChecksumType> {
-        let kind = if self.composite { dto::ChecksumType::COMPOSITE } else { dto::ChecksumType::FULL_OBJECT };
-        (!self.checksums.is_empty()).then(|| dto::ChecksumType::from_static(kind))
+        (!self.checksums.is_empty()).then(|| checksum_type(!self.composite))
     }
 }
 
@@ -270,6 +269,15 @@ pub struct UploadMeta {
 pub struct UploadChecksum {
     pub algorithm: String,
     pub full_object: bool,
+}
+
+/// AWS's name for a checksum that covers the whole object or not.
+pub fn checksum_type(full_object: bool) -> dto::ChecksumType {
+    dto::ChecksumType::from_static(if full_object {
+        dto::ChecksumType::FULL_OBJECT
+    } else {
+        dto::ChecksumType::COMPOSITE
+    })
 }
 
 /// One uploaded part (`parts` tree, keyed by `upload_id NUL part_number(BE)`).

@@ -47,7 +47,7 @@ pub async fn create(
         key: Some(input.key),
         upload_id: Some(id),
         checksum_algorithm: input.checksum_algorithm,
-        checksum_type: checksum.map(|c| checksum_type(c.full_object)),
+        checksum_type: checksum.map(|c| meta::checksum_type(c.full_object)),
         ..Default::default()
     }))
 }
@@ -71,11 +71,7 @@ fn part_algorithm(upload: &UploadMeta) -> Option<ChecksumAlgorithm> {
     upload.checksum.as_ref().map(|c| ChecksumAlgorithm::from(c.algorithm.to_ascii_uppercase()))
 }
 
-fn checksum_type(full_object: bool) -> ChecksumType {
-    ChecksumType::from_static(if full_object { ChecksumType::FULL_OBJECT } else { ChecksumType::COMPOSITE })
-}
-
-fn part_number(n: i32) -> S3Result<u32> {
+pub(super) fn part_number(n: i32) -> S3Result<u32> {
     if (1..=MAX_PART_NUMBER).contains(&n) {
         Ok(n as u32)
     } else {

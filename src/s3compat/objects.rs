@@ -127,10 +127,7 @@ pub async fn get(api: &S3Api, req: S3Request<GetObjectInput>) -> S3Result<S3Resp
     if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
-    let (start, len, content_range) = match part_range(&record, input.part_number, input.range.as_ref())? {
-        Some(part) => part,
-        None => resolve_range(input.range.as_ref(), record.size)?,
-    };
+    let (start, len, content_range) = read_range(&record, input.part_number, input.range.as_ref())?;
     let body = read_body(api, &input.bucket, &input.key, record.clone(), inline, start, len).await?;
     let (sums, sums_type) = shown_checksums(&record, input.checksum_mode.as_ref(), input.part_number, &content_range);
     let tag_count = (!record.tags.is_empty()).then(|| i32::try_from(record.tags.len()).unwrap_or(i32::MAX));
@@ -146,10 +143,7 @@ pub async fn head(api: &S3Api, req: S3Request<HeadObjectInput>) -> S3Result<S3Re
     if let Some(e) = read_conditions!(input).check(&record.etag, &meta::timestamp(record.modified_ms)) {
         return Err(e);
     }
-    let (_, len, content_range) = match part_range(&record, input.part_number, input.range.as_ref())? {
-        Some(part) => part,
-        None => resolve_range(input.range.as_ref(), record.size)?,
-    };
+    let (_, len, content_range) = read_range(&record, input.part_number, input.range.as_ref())?;
     let (sums, sums_type) = shown_checksums(&record, input.checksum_mode.as_ref(), input.part_number, &content_range);
     Ok(S3Response::new(described!(HeadObjectOutput, input, record, len, content_range, sums, sums_type)))
 }
@@ -174,22 +168,16 @@ fn shown_checksums(
     }
 }
 
-/// `(start, length, Content-Range)` of the part `partNumber` names: a part
-/// of a multipart object, or the whole of any other as its part 1. Past the
-/// last part is AWS's `InvalidPartNumber` (416); with a Range, `InvalidRequest`.
-fn part_range(
-    record: &ObjectMeta,
-    part: Option<i32>,
-    range: Option<&Range>,
-) -> S3Result<Option<(u64, u64, Option<String>)>> {
-    let Some(n) = part else { return Ok(None) };
+/// `(start, length, Content-Range)` of what a read asks for: the part
+/// `partNumber` names (a part of a multipart object, or the whole of any
+/// other as its part 1; past the last part AWS's `InvalidPartNumber`, 416;
+/// with a Range too, `InvalidRequest`), else the Range.
+fn read_range(record: &ObjectMeta, part: Option<i32>, range: Option<&Range>) -> S3Result<(u64, u64, Option<String>)> {
+    let Some(n) = part else { return resolve_range(range, record.size) };
     if range.is_some() {
         return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
     }
-    let index =
-        usize::try_from(n).ok().and_then(|n| n.checked_sub(1)).filter(|_| (1..=10_000).contains(&n)).ok_or_else(
-            || s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"),
-        )?;
+    let index = super::multipart::part_number(n)? as usize - 1;
     let sizes: Vec<u64> =
         if record.part_list.is_empty() { vec![record.size] } else { record.part_list.iter().map(|p| p.size).collect() };
     let Some(&len) = sizes.get(index) else {
@@ -200,7 +188,7 @@ fn part_range(
     };
     let start: u64 = sizes[..index].iter().sum();
     let range = format!("bytes {start}-{}/{}", (start + len).saturating_sub(1), record.size);
-    Ok(Some((start, len, Some(range))))
+    Ok((start, len, Some(range)))
 }
 
 /// `(start, length, Content-Range)`; an unsatisfiable range is `InvalidRange` (416).
